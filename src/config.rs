@@ -1,0 +1,375 @@
+//! Typed settings, loaded once at start from the environment (and `.env` through dotenvy).
+//!
+//! Every variable is parsed here, at the edge, so the rest of the code never sees a raw string.
+//! A bad value stops start-up with an error that names the variable. Secrets are wrapped in
+//! [`Secret`], whose `Debug` and `Display` never print the value, so `tracing::debug!(?settings)`
+//! is safe.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use chrono::NaiveTime;
+use thiserror::Error;
+
+/// A value that must never reach a log line.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The only way to read the value: the call site says plainly that it handles a secret.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(\"***\")")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("invalid value for {var}: {reason}")]
+    Invalid { var: &'static str, reason: String },
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExotelSettings {
+    pub account_sid: Option<String>,
+    pub api_key: Option<Secret>,
+    pub api_token: Option<Secret>,
+    pub virtual_number: Option<String>,
+    pub exophlo_id: Option<String>,
+    /// `https://api.exotel.com` (Singapore) or `https://api.in.exotel.com` (Mumbai), or an emulator.
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeepgramSettings {
+    pub api_key: Option<Secret>,
+    /// Full live-listen endpoint, e.g. `wss://api.deepgram.com/v1/listen`.
+    pub url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct OpenAiSettings {
+    pub api_key: Option<Secret>,
+    /// Base of an OpenAI-compatible API (`…/v1`), so Ollama, vLLM or Groq work too.
+    pub base_url: String,
+    pub model: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ElevenLabsSettings {
+    pub api_key: Option<Secret>,
+    pub voice_id: Option<String>,
+    pub base_url: String,
+}
+
+/// Everything the service reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind_addr: SocketAddr,
+    /// Public base URL the carrier uses to reach us (webhooks, `/media`).
+    pub our_base_url: String,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    /// When set, every REST endpoint but `/health` needs `Authorization: Bearer <API_KEY>`.
+    pub api_key: Option<Secret>,
+    pub log_format: LogFormat,
+    pub calling_hours_start: NaiveTime,
+    pub calling_hours_end: NaiveTime,
+    pub max_concurrent_calls: u32,
+    pub max_attempts: u32,
+    /// Largest CSV upload accepted, in bytes (413 above it).
+    pub csv_max_bytes: u64,
+    pub exotel: ExotelSettings,
+    pub deepgram: DeepgramSettings,
+    pub openai: OpenAiSettings,
+    pub elevenlabs: ElevenLabsSettings,
+}
+
+/// Every variable the service reads, with the one-line meaning `.env.example` repeats.
+pub const VARIABLES: &[&str] = &[
+    "BIND_ADDR",
+    "OUR_BASE_URL",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "API_KEY",
+    "LOG_FORMAT",
+    "CALLING_HOURS_START",
+    "CALLING_HOURS_END",
+    "MAX_CONCURRENT_CALLS",
+    "MAX_ATTEMPTS",
+    "CSV_MAX_BYTES",
+    "EXOTEL_ACCOUNT_SID",
+    "EXOTEL_API_KEY",
+    "EXOTEL_API_TOKEN",
+    "EXOTEL_VIRTUAL_NUMBER",
+    "EXOTEL_EXOPHLO_ID",
+    "EXOTEL_BASE_URL",
+    "DEEPGRAM_API_KEY",
+    "DEEPGRAM_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_MODEL",
+    "ELEVENLABS_API_KEY",
+    "ELEVENLABS_VOICE_ID",
+    "ELEVENLABS_BASE_URL",
+];
+
+impl Settings {
+    /// Loads `.env` (if present) and then the process environment; the environment wins.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a malformed one is not silently ignored.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(invalid("(.env file)", e.to_string())),
+        }
+        let vars: HashMap<String, String> = VARIABLES
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+            .collect();
+        Self::from_map(&vars)
+    }
+
+    /// Builds settings from a map of variables, so tests never touch the process environment.
+    pub fn from_map(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            vars.get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let secret = |k: &str| get(k).map(Secret::new);
+
+        let bind_addr: SocketAddr = parse_or(&get, "BIND_ADDR", "127.0.0.1:8000".parse().unwrap())?;
+        let our_base_url = match get("OUR_BASE_URL") {
+            Some(u) => parse_http_url("OUR_BASE_URL", &u)?,
+            None => format!("http://{bind_addr}"),
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://voice-agent.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let redis_url = match get("REDIS_URL") {
+            Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Some(u),
+            Some(_) => return Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
+            None => None,
+        };
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") | Some("pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("`{other}`: expected `text` or `json`"),
+                ));
+            }
+        };
+        let calling_hours_start = parse_time(&get, "CALLING_HOURS_START", "10:00")?;
+        let calling_hours_end = parse_time(&get, "CALLING_HOURS_END", "19:00")?;
+        if calling_hours_start >= calling_hours_end {
+            return Err(invalid(
+                "CALLING_HOURS_END",
+                "must be later than CALLING_HOURS_START",
+            ));
+        }
+        let max_concurrent_calls: u32 = parse_or(&get, "MAX_CONCURRENT_CALLS", 10)?;
+        if max_concurrent_calls == 0 {
+            return Err(invalid("MAX_CONCURRENT_CALLS", "must be at least 1"));
+        }
+        let max_attempts: u32 = parse_or(&get, "MAX_ATTEMPTS", 3)?;
+        if !(1..=20).contains(&max_attempts) {
+            return Err(invalid("MAX_ATTEMPTS", "must be between 1 and 20"));
+        }
+        let csv_max_bytes: u64 = parse_or(&get, "CSV_MAX_BYTES", 50 * 1024 * 1024)?;
+        if csv_max_bytes == 0 {
+            return Err(invalid("CSV_MAX_BYTES", "must be at least 1"));
+        }
+
+        let url_or = |k: &'static str, default: &str| -> Result<String, ConfigError> {
+            match get(k) {
+                Some(u) => parse_http_url(k, &u),
+                None => Ok(default.to_string()),
+            }
+        };
+        let deepgram_url = get("DEEPGRAM_URL")
+            .unwrap_or_else(|| "wss://api.deepgram.com/v1/listen".to_string());
+        if !(deepgram_url.starts_with("ws://") || deepgram_url.starts_with("wss://")) {
+            return Err(invalid("DEEPGRAM_URL", "must start with ws:// or wss://"));
+        }
+
+        Ok(Settings {
+            bind_addr,
+            our_base_url,
+            database_url,
+            redis_url,
+            api_key: secret("API_KEY"),
+            log_format,
+            calling_hours_start,
+            calling_hours_end,
+            max_concurrent_calls,
+            max_attempts,
+            csv_max_bytes,
+            exotel: ExotelSettings {
+                account_sid: get("EXOTEL_ACCOUNT_SID"),
+                api_key: secret("EXOTEL_API_KEY"),
+                api_token: secret("EXOTEL_API_TOKEN"),
+                virtual_number: get("EXOTEL_VIRTUAL_NUMBER"),
+                exophlo_id: get("EXOTEL_EXOPHLO_ID"),
+                base_url: url_or("EXOTEL_BASE_URL", "https://api.exotel.com")?,
+            },
+            deepgram: DeepgramSettings {
+                api_key: secret("DEEPGRAM_API_KEY"),
+                url: deepgram_url,
+            },
+            openai: OpenAiSettings {
+                api_key: secret("OPENAI_API_KEY"),
+                base_url: url_or("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
+                model: get("OPENAI_MODEL").unwrap_or_else(|| "gpt-4o-mini".into()),
+            },
+            elevenlabs: ElevenLabsSettings {
+                api_key: secret("ELEVENLABS_API_KEY"),
+                voice_id: get("ELEVENLABS_VOICE_ID"),
+                base_url: url_or("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")?,
+            },
+        })
+    }
+
+    /// Settings for tests and embedded use: defaults everywhere, the given database.
+    pub fn for_database(database_url: &str) -> Self {
+        let mut vars = HashMap::new();
+        vars.insert("DATABASE_URL".to_string(), database_url.to_string());
+        Self::from_map(&vars).expect("default settings are valid")
+    }
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse()
+            .map_err(|e: T::Err| invalid(var, format!("`{v}`: {e}"))),
+    }
+}
+
+fn parse_time(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<NaiveTime, ConfigError> {
+    let v = get(var).unwrap_or_else(|| default.to_string());
+    crate::campaigns::parse_hhmm(&v).ok_or_else(|| invalid(var, format!("`{v}`: expected HH:MM")))
+}
+
+fn parse_http_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+    if !(value.starts_with("http://") || value.starts_with("https://")) {
+        return Err(invalid(
+            var,
+            format!("`{value}`: must start with http:// or https://"),
+        ));
+    }
+    Ok(value.trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_the_original_system() {
+        let s = Settings::from_map(&HashMap::new()).unwrap();
+        assert_eq!(s.max_concurrent_calls, 10);
+        assert_eq!(s.max_attempts, 3);
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.database_url, "sqlite://voice-agent.db");
+        assert_eq!(s.openai.model, "gpt-4o-mini");
+        assert_eq!(s.calling_hours_start.to_string(), "10:00:00");
+        assert_eq!(s.our_base_url, "http://127.0.0.1:8000");
+    }
+
+    #[test]
+    fn bad_value_names_the_variable() {
+        let err = Settings::from_map(&vars(&[("MAX_CONCURRENT_CALLS", "lots")])).unwrap_err();
+        assert!(err.to_string().contains("MAX_CONCURRENT_CALLS"), "{err}");
+        let err = Settings::from_map(&vars(&[("CALLING_HOURS_START", "25:00")])).unwrap_err();
+        assert!(err.to_string().contains("CALLING_HOURS_START"), "{err}");
+        let err = Settings::from_map(&vars(&[("DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
+        let err = Settings::from_map(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
+        assert!(err.to_string().contains("LOG_FORMAT"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let s = Settings::from_map(&vars(&[
+            ("API_KEY", "top-secret-api-key"),
+            ("EXOTEL_API_TOKEN", "exo-token-value"),
+            ("OPENAI_API_KEY", "sk-live-123"),
+        ]))
+        .unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("top-secret-api-key"));
+        assert!(!printed.contains("exo-token-value"));
+        assert!(!printed.contains("sk-live-123"));
+        assert_eq!(s.api_key.as_ref().unwrap().expose(), "top-secret-api-key");
+    }
+
+    #[test]
+    fn env_example_lists_every_variable() {
+        let example = include_str!("../.env.example");
+        for var in VARIABLES {
+            assert!(
+                example.contains(&format!("{var}=")),
+                "{var} missing from .env.example"
+            );
+        }
+    }
+}

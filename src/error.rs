@@ -1,0 +1,164 @@
+//! The one API error type. Every failure a client can see becomes
+//! `{"error":{"code":"…","message":"…"}}` with the matching status; details of server-side
+//! failures (5xx) are logged, never returned.
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be read at all (malformed JSON, bad multipart…).
+    #[error("{1}")]
+    BadRequest(&'static str, String),
+    /// 401: missing or wrong credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 404: no such resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the resource is in a state that forbids the action.
+    #[error("{1}")]
+    Conflict(&'static str, String),
+    /// 413: the body is larger than allowed.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 415: wrong content type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 422: well-formed but invalid.
+    #[error("{1}")]
+    Validation(&'static str, String),
+    /// 422 with structured details (e.g. the invalid rows of an import).
+    #[error("{1}")]
+    ValidationDetails(&'static str, String, serde_json::Value),
+    /// 503: a dependency is down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: our fault; the message is logged, the client gets a generic one.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(message: impl Into<String>) -> Self {
+        ApiError::Validation("validation_failed", message.into())
+    }
+
+    pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
+        ApiError::NotFound(format!("{what} {id} not found"))
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(code, _) => (StatusCode::CONFLICT, code),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Validation(code, _) | ApiError::ValidationDetails(code, _, _) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, code)
+            }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+/// Builds the error body; shared with the fallback and auth layers.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                "internal server error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = error_response(status, code, &message);
+        if let ApiError::ValidationDetails(_, _, details) = self {
+            let body = json!({"error": {"code": code, "message": message, "details": details}});
+            response = (status, Json(body)).into_response();
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Conflict(msg) => ApiError::Conflict("conflict", msg),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::BadRequest("malformed_json", format!("malformed JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::validation(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
+                "expected `Content-Type: application/json`".into(),
+            ),
+            other => ApiError::BadRequest("bad_request", other.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        // A non-numeric id can name no resource.
+        ApiError::NotFound(format!("not found: {}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::validation(r.body_text())
+    }
+}
+
+/// `Json` whose rejections use our error body.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl<T: Serialize> IntoResponse for ApiJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+/// `Path` whose rejections use our error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// `Query` whose rejections use our error body.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,158 @@
+//! Builds the application and runs it: `run(listener, settings, shutdown)`.
+//!
+//! Tests call [`run`] with a listener on port 0 and their own shutdown trigger; `voice-agent
+//! serve` calls it with the configured address and SIGINT/SIGTERM.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Settings;
+use crate::sessions::SessionStore;
+use crate::store::Store;
+
+/// Shared handles, cheap to clone, handed to every handler and background task.
+#[derive(Clone)]
+pub struct AppState {
+    pub settings: Arc<Settings>,
+    pub store: Arc<dyn Store>,
+    pub sessions: Arc<dyn SessionStore>,
+    /// One HTTP client for every provider call: connection pools are reused across calls.
+    pub http: reqwest::Client,
+    /// Cancelled when the service shuts down; every background loop watches it.
+    pub shutdown: CancellationToken,
+    /// Every background task is spawned on this tracker, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("sessions: {0}")]
+    Sessions(#[from] crate::sessions::SessionError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Connects to the database (running migrations) and the session store.
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = crate::store::connect(&settings.database_url).await?;
+        let sessions = crate::sessions::connect(settings.redis_url.as_deref()).await?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        Ok(Self {
+            settings: Arc::new(settings),
+            store,
+            sessions,
+            http,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(crate::campaigns::api::routes())
+        .merge(crate::dialer::api::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::api::require_api_key,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(crate::api::public_routes())
+        .fallback(crate::api::not_found)
+        .method_not_allowed_fallback(crate::api::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::api::catch_panic))
+        .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::http_span))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
+/// stops background tasks (waiting at most `drain` for them).
+pub async fn run(
+    listener: TcpListener,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let state = AppState::build(settings).await?;
+    if state.settings.api_key.is_none() {
+        tracing::warn!("API_KEY is not set: the REST API is open to anyone who can reach it");
+    }
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        database = state.store.backend().as_str(),
+        sessions = state.sessions.kind(),
+        "voice-agent listening"
+    );
+    serve(listener, state, shutdown).await
+}
+
+/// Serves an already-built state (tests use this to reach the state's handles).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
+    let token = state.shutdown.clone();
+    let tasks = state.tasks.clone();
+    let app = router(state);
+    let stop = token.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = stop.cancelled() => {},
+            }
+        })
+        .await?;
+    tracing::info!("stopped accepting requests; stopping background tasks");
+    token.cancel();
+    tasks.close();
+    if tokio::time::timeout(Duration::from_secs(30), tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks did not stop within 30 s");
+    }
+    tracing::info!("voice-agent stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,235 @@
+//! Rows as the rest of the service sees them. Each type decodes from both backends
+//! (`sqlx::FromRow`), and the API serialises the same types, so a column added here is visible
+//! end to end. All times are UTC.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Declares a string-backed enum stored as TEXT, with `as_str`, `FromStr` and serde in snake_case.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(format!(
+                        "unknown {} `{}` (expected one of: {})",
+                        stringify!($name),
+                        other,
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> { s.parse() }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+text_enum!(
+    /// Lifecycle of a campaign; transitions are guarded in `campaigns::transition`.
+    CampaignStatus {
+        Draft => "draft",
+        Running => "running",
+        Paused => "paused",
+        Completed => "completed",
+    }
+);
+
+text_enum!(
+    /// Where a lead stands. `pending`, `retry` and `callback` are waiting to be dialled
+    /// (at `next_attempt_at`); `in_progress` has a live attempt; the rest are final.
+    LeadStatus {
+        Pending => "pending",
+        InProgress => "in_progress",
+        Retry => "retry",
+        Callback => "callback",
+        Completed => "completed",
+        Failed => "failed",
+        DoNotCall => "do_not_call",
+    }
+);
+
+impl LeadStatus {
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            LeadStatus::Completed | LeadStatus::Failed | LeadStatus::DoNotCall
+        )
+    }
+}
+
+/// When a campaign may call, in the lead's local time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct CallingWindow {
+    /// `HH:MM`, inclusive.
+    #[sqlx(rename = "window_start")]
+    pub start: String,
+    /// `HH:MM`, exclusive: a call may start at 18:59 but not at 19:00.
+    #[sqlx(rename = "window_end")]
+    pub end: String,
+    /// Lower-case three-letter day names (`mon` … `sun`).
+    #[sqlx(json)]
+    pub weekdays: Vec<String>,
+    /// Local dates on which nobody is called.
+    #[sqlx(json)]
+    pub holidays: Vec<NaiveDate>,
+}
+
+/// Minutes to wait before the next attempt, per carrier outcome; the n-th retry uses the n-th
+/// entry, and the last entry repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryDelays {
+    pub no_answer: Vec<u32>,
+    pub busy: Vec<u32>,
+    pub failed: Vec<u32>,
+}
+
+impl Default for RetryDelays {
+    fn default() -> Self {
+        Self {
+            no_answer: vec![30],
+            busy: vec![15],
+            failed: vec![60],
+        }
+    }
+}
+
+/// A field the agent fills in when it records the outcome (e.g. budget, roof type).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualificationField {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `string`, `number` or `boolean`.
+    #[serde(rename = "type", default = "default_field_type")]
+    pub kind: String,
+}
+
+fn default_field_type() -> String {
+    "string".into()
+}
+
+/// Everything an operator configures on a campaign.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CampaignSpec {
+    pub name: String,
+    /// The agent's system prompt.
+    pub instructions: String,
+    /// First sentence, a template over lead fields: `Namaste {name}, …`.
+    pub greeting: String,
+    /// BCP-47 (`en-IN`, `hi-IN`).
+    pub language: String,
+    pub voice_id: Option<String>,
+    #[sqlx(flatten)]
+    pub calling_window: CallingWindow,
+    /// IANA zone used for leads that have none of their own.
+    pub timezone: String,
+    pub max_attempts: i32,
+    #[sqlx(json)]
+    pub retry_delays: RetryDelays,
+    pub max_concurrent_calls: i32,
+    #[sqlx(json)]
+    pub qualification_fields: Vec<QualificationField>,
+    /// The operator's endpoint notified when a call ends.
+    pub webhook_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Campaign {
+    pub id: i64,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub spec: CampaignSpec,
+    #[sqlx(try_from = "String")]
+    pub status: CampaignStatus,
+    /// Why the campaign is paused when the service paused it (e.g. carrier credentials refused).
+    pub status_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A lead as the CSV import produces it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLead {
+    pub phone: String,
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Lead {
+    pub id: i64,
+    pub campaign_id: i64,
+    /// E.164. Full number in the API (operators need it); masked in logs.
+    pub phone: String,
+    pub name: Option<String>,
+    pub timezone: Option<String>,
+    /// Every CSV column that is not a known field, for the agent's prompt and greeting.
+    #[sqlx(json)]
+    pub attributes: BTreeMap<String, String>,
+    #[sqlx(try_from = "String")]
+    pub status: LeadStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// Last carrier or conversation result, e.g. `no-answer`, `busy`, `interested`.
+    pub last_result: Option<String>,
+    /// Conversation outcome (intent) once known.
+    pub outcome: Option<String>,
+    #[sqlx(json)]
+    pub qualification: serde_json::Map<String, serde_json::Value>,
+    pub summary: Option<String>,
+    pub callback_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A page of leads with the total that matched the filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeadPage {
+    pub leads: Vec<Lead>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DncEntry {
+    pub phone: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What one batch of an import did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub imported: u64,
+    pub duplicates: u64,
+    pub do_not_call: u64,
+}
