@@ -23,12 +23,18 @@ async fn health(State(state): State<AppState>) -> Response {
     let timeout = std::time::Duration::from_secs(3);
     let db = match tokio::time::timeout(timeout, state.store.ping()).await {
         Ok(Ok(())) => json!({"status": "ok", "backend": state.store.backend().as_str()}),
-        Ok(Err(e)) => json!({"status": "down", "backend": state.store.backend().as_str(), "error": e.to_string()}),
-        Err(_) => json!({"status": "down", "backend": state.store.backend().as_str(), "error": "timed out"}),
+        Ok(Err(e)) => {
+            json!({"status": "down", "backend": state.store.backend().as_str(), "error": e.to_string()})
+        }
+        Err(_) => {
+            json!({"status": "down", "backend": state.store.backend().as_str(), "error": "timed out"})
+        }
     };
     let sessions = match tokio::time::timeout(timeout, state.sessions.ping()).await {
         Ok(Ok(())) => json!({"status": "ok", "kind": state.sessions.kind()}),
-        Ok(Err(e)) => json!({"status": "down", "kind": state.sessions.kind(), "error": e.to_string()}),
+        Ok(Err(e)) => {
+            json!({"status": "down", "kind": state.sessions.kind(), "error": e.to_string()})
+        }
         Err(_) => json!({"status": "down", "kind": state.sessions.kind(), "error": "timed out"}),
     };
     let up = db["status"] == "ok" && sessions["status"] == "ok";
@@ -44,12 +50,20 @@ async fn health(State(state): State<AppState>) -> Response {
         "sessions": sessions,
         "redis": redis,
     });
-    let status = if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body)).into_response()
 }
 
 /// When `API_KEY` is set, requires `Authorization: Bearer <API_KEY>`.
-pub async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let Some(expected) = state.settings.api_key.as_ref() else {
         return next.run(request).await;
     };
@@ -94,7 +108,10 @@ pub async fn method_not_allowed() -> Response {
 
 /// Turns a panic in a handler into a JSON 500 (and a log line) instead of a dropped connection.
 pub async fn catch_panic(request: Request, next: Next) -> Response {
-    match std::panic::AssertUnwindSafe(next.run(request)).catch_unwind().await {
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
         Ok(response) => response,
         Err(panic) => {
             let detail = panic
@@ -103,7 +120,11 @@ pub async fn catch_panic(request: Request, next: Next) -> Response {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
             tracing::error!(panic = %detail, "handler panicked");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal server error",
+            )
         }
     }
 }

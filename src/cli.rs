@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use crate::config::Settings;
 
 #[derive(Debug, Parser)]
-#[command(name = "voice-agent", version, about = "Outbound AI phone-call campaigns")]
+#[command(
+    name = "voice-agent",
+    version,
+    about = "Outbound AI phone-call campaigns"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -186,7 +186,12 @@ impl Settings {
         }
         let redis_url = match get("REDIS_URL") {
             Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Some(u),
-            Some(_) => return Err(invalid("REDIS_URL", "must start with redis:// or rediss://")),
+            Some(_) => {
+                return Err(invalid(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ));
+            }
             None => None,
         };
         let log_format = match get("LOG_FORMAT").as_deref() {
@@ -226,8 +231,8 @@ impl Settings {
                 None => Ok(default.to_string()),
             }
         };
-        let deepgram_url = get("DEEPGRAM_URL")
-            .unwrap_or_else(|| "wss://api.deepgram.com/v1/listen".to_string());
+        let deepgram_url =
+            get("DEEPGRAM_URL").unwrap_or_else(|| "wss://api.deepgram.com/v1/listen".to_string());
         if !(deepgram_url.starts_with("ws://") || deepgram_url.starts_with("wss://")) {
             return Err(invalid("DEEPGRAM_URL", "must start with ws:// or wss://"));
         }

@@ -115,13 +115,14 @@ impl From<StoreError> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonSyntaxError(e) => {
-                ApiError::BadRequest("malformed_json", format!("malformed JSON: {}", e.body_text()))
-            }
-            JsonRejection::JsonDataError(e) => ApiError::validation(e.body_text()),
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType(
-                "expected `Content-Type: application/json`".into(),
+            JsonRejection::JsonSyntaxError(e) => ApiError::BadRequest(
+                "malformed_json",
+                format!("malformed JSON: {}", e.body_text()),
             ),
+            JsonRejection::JsonDataError(e) => ApiError::validation(e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
+            }
             other => ApiError::BadRequest("bad_request", other.body_text()),
         }
     }

@@ -158,7 +158,11 @@ mod tests {
             "+91-98765-43210",
             "(+91) 98765 43210",
         ] {
-            assert_eq!(E164::parse(input).unwrap().as_str(), "+919876543210", "{input}");
+            assert_eq!(
+                E164::parse(input).unwrap().as_str(),
+                "+919876543210",
+                "{input}"
+            );
         }
     }
 
@@ -181,15 +185,22 @@ mod tests {
             E164::parse("+1 415 555 2671").unwrap().as_str(),
             "+14155552671"
         );
-        assert_eq!(E164::parse("080 2345 6789").unwrap().as_str(), "+918023456789");
+        assert_eq!(
+            E164::parse("080 2345 6789").unwrap().as_str(),
+            "+918023456789"
+        );
     }
 
     #[test]
     fn garbage_is_rejected_with_a_reason() {
         assert_eq!(E164::parse("  "), Err(PhoneError::Empty));
-        assert!(matches!(E164::parse("hello"), Err(PhoneError::Unparseable(_))));
+        assert!(matches!(
+            E164::parse("hello"),
+            Err(PhoneError::Unparseable(_))
+        ));
         assert!(E164::parse("12345").is_err());
-        assert!(E164::parse("+91 12345 67890").is_err());
+        assert!(E164::parse("+91 98765").is_err());
+        assert!(E164::parse("+91 98765 43210 99").is_err());
     }
 
     #[test]

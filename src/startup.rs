@@ -124,7 +124,10 @@ pub async fn serve(
     tracing::info!("stopped accepting requests; stopping background tasks");
     token.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(30), tasks.wait()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), tasks.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("background tasks did not stop within 30 s");
     }
     tracing::info!("voice-agent stopped");

@@ -3,8 +3,8 @@
 use std::io;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use chrono::Utc;
@@ -58,7 +58,8 @@ async fn show(
 ) -> ApiResult<ApiJson<serde_json::Value>> {
     let campaign = state.store.get_campaign(id).await?;
     let counts = state.store.lead_counts(id).await?;
-    let mut value = serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut value =
+        serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
     let leads: serde_json::Map<String, serde_json::Value> = LeadStatus::ALL
         .iter()
         .map(|s| {
@@ -83,11 +84,17 @@ async fn update(
         ));
     }
     let spec = input.apply(current.spec)?;
-    Ok(ApiJson(state.store.update_campaign(id, &spec, Utc::now()).await?))
+    Ok(ApiJson(
+        state.store.update_campaign(id, &spec, Utc::now()).await?,
+    ))
 }
 
 async fn remove(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<StatusCode> {
-    state.store.delete_campaign(id).await.map_err(state_conflict)?;
+    state
+        .store
+        .delete_campaign(id)
+        .await
+        .map_err(state_conflict)?;
     tracing::info!(campaign_id = id, "campaign deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -129,7 +136,13 @@ async fn change_status(
     }
     let campaign = state
         .store
-        .transition_campaign(id, action.from_statuses(), action.target(), None, Utc::now())
+        .transition_campaign(
+            id,
+            action.from_statuses(),
+            action.target(),
+            None,
+            Utc::now(),
+        )
         .await
         .map_err(state_conflict)?;
     tracing::info!(campaign_id = id, status = %campaign.status, "campaign status changed");
@@ -203,7 +216,10 @@ async fn upload_csv(
     let mut multipart = multipart.map_err(|e| {
         ApiError::BadRequest(
             "bad_multipart",
-            format!("expected a multipart/form-data upload with field `file`: {}", e.body_text()),
+            format!(
+                "expected a multipart/form-data upload with field `file`: {}",
+                e.body_text()
+            ),
         )
     })?;
     loop {
@@ -249,7 +265,11 @@ async fn import_field(
             let next = match field.chunk().await {
                 Ok(Some(chunk)) => {
                     seen += chunk.len() as u64;
-                    if seen > limit { Err(import::too_large(limit)) } else { Ok(chunk) }
+                    if seen > limit {
+                        Err(import::too_large(limit))
+                    } else {
+                        Ok(chunk)
+                    }
                 }
                 Ok(None) => break,
                 Err(e) => Err(io::Error::other(e.to_string())),

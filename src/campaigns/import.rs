@@ -63,7 +63,10 @@ pub enum ImportError {
 
 impl ImportError {
     fn from_io(e: io::Error) -> Self {
-        match e.get_ref().and_then(|inner| inner.downcast_ref::<TooLargeMarker>()) {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<TooLargeMarker>())
+        {
             Some(m) => ImportError::TooLarge(m.0),
             None => ImportError::Read(e.to_string()),
         }
@@ -132,7 +135,13 @@ const PHONE_NAMES: &[&str] = &[
     "tel",
     "cell",
 ];
-const NAME_NAMES: &[&str] = &["name", "full_name", "customer_name", "lead_name", "contact_name"];
+const NAME_NAMES: &[&str] = &[
+    "name",
+    "full_name",
+    "customer_name",
+    "lead_name",
+    "contact_name",
+];
 const TIMEZONE_NAMES: &[&str] = &["timezone", "time_zone", "tz"];
 
 /// How header columns map onto lead fields.
@@ -266,7 +275,9 @@ fn parse_row(record: &csv::ByteRecord, columns: &Columns) -> Result<NewLead, Str
     let phone_raw = field(columns.phone)?;
     let phone = E164::parse(phone_raw).map_err(|e| e.to_string())?;
     let name = match columns.name {
-        Some(i) => Some(field(i)?).filter(|s| !s.is_empty()).map(str::to_string),
+        Some(i) => Some(field(i)?)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
         None => None,
     };
     let timezone = match columns.timezone {
@@ -366,7 +377,9 @@ pub fn parse_csv(
 }
 
 fn is_blank(record: &csv::ByteRecord) -> bool {
-    record.iter().all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
+    record
+        .iter()
+        .all(|f| f.iter().all(|b| b.is_ascii_whitespace()))
 }
 
 fn csv_error(e: csv::Error) -> ImportError {
@@ -397,7 +410,10 @@ mod tests {
         assert_eq!(summary.total, 2);
         assert_eq!(leads[0].name.as_deref(), Some("Asha\nKumar"));
         assert_eq!(leads[0].phone, "+919876543210");
-        assert_eq!(leads[0].attributes.get("city").map(String::as_str), Some("Pune"));
+        assert_eq!(
+            leads[0].attributes.get("city").map(String::as_str),
+            Some("Pune")
+        );
         assert_eq!(leads[1].phone, "+919123456789");
         assert!(leads[1].attributes.is_empty());
     }
@@ -409,14 +425,18 @@ mod tests {
         assert_eq!(leads[0].name.as_deref(), Some("अमित"));
         assert_eq!(leads[0].timezone.as_deref(), Some("Asia/Dubai"));
         assert_eq!(
-            leads[0].attributes.get("product_interest").map(String::as_str),
+            leads[0]
+                .attributes
+                .get("product_interest")
+                .map(String::as_str),
             Some("solar")
         );
     }
 
     #[test]
     fn invalid_rows_are_reported_with_spreadsheet_row_numbers() {
-        let text = "phone,name,tz\n12345,Bad,\n9876543210,Good,\n,Empty,\n9876543211,Zone,Mars/X\n\n";
+        let text =
+            "phone,name,tz\n12345,Bad,\n9876543210,Good,\n,Empty,\n9876543211,Zone,Mars/X\n\n";
         let (summary, leads) = parse(text.as_bytes()).unwrap();
         assert_eq!(leads.len(), 1);
         assert_eq!(summary.total, 4);
@@ -431,7 +451,10 @@ mod tests {
         assert!(matches!(parse(b""), Err(ImportError::Empty)));
         assert!(matches!(parse(b"\n\n  \n"), Err(ImportError::Empty)));
         assert!(matches!(parse(b"phone,name\n"), Err(ImportError::NoRows)));
-        assert!(matches!(parse(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"), Err(ImportError::Binary)));
+        assert!(matches!(
+            parse(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+            Err(ImportError::Binary)
+        ));
         let err = parse(b"email,name\na@b.c,x\n").unwrap_err();
         assert!(err.to_string().contains("found: email, name"), "{err}");
     }
@@ -439,7 +462,8 @@ mod tests {
     #[test]
     fn size_limit_error_travels_through_the_reader() {
         let (tx, rx) = mpsc::channel(4);
-        tx.try_send(Ok(Bytes::from_static(b"phone\n9876543210\n"))).unwrap();
+        tx.try_send(Ok(Bytes::from_static(b"phone\n9876543210\n")))
+            .unwrap();
         tx.try_send(Err(too_large(10))).unwrap();
         drop(tx);
         let (btx, _brx) = mpsc::channel(16);

@@ -251,8 +251,7 @@ pub fn validate(spec: &mut CampaignSpec) -> Result<(), ApiError> {
     for f in &spec.qualification_fields {
         let valid_name = !f.name.is_empty()
             && f.name.len() <= 64
-            && f
-                .name
+            && f.name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid_name {
@@ -304,7 +303,8 @@ fn is_language_tag(s: &str) -> bool {
     let mut parts = s.split('-');
     let lang = parts.next().unwrap_or("");
     let lang_ok = (2..=3).contains(&lang.len()) && lang.chars().all(|c| c.is_ascii_lowercase());
-    let rest_ok = parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+    let rest_ok =
+        parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
     lang_ok && rest_ok
 }
 
@@ -382,9 +382,18 @@ mod tests {
             (serde_json::json!({"timezone": "Mars/Base"}), "timezone"),
             (serde_json::json!({"language": "english"}), "language"),
             (serde_json::json!({"max_attempts": 0}), "max_attempts"),
-            (serde_json::json!({"calling_window": {"start": "19:00", "end": "10:00"}}), "calling_window"),
-            (serde_json::json!({"calling_window": {"weekdays": ["funday"]}}), "weekdays"),
-            (serde_json::json!({"retry_delays": {"busy": 0}}), "retry_delays.busy"),
+            (
+                serde_json::json!({"calling_window": {"start": "19:00", "end": "10:00"}}),
+                "calling_window",
+            ),
+            (
+                serde_json::json!({"calling_window": {"weekdays": ["funday"]}}),
+                "weekdays",
+            ),
+            (
+                serde_json::json!({"retry_delays": {"busy": 0}}),
+                "retry_delays.busy",
+            ),
             (serde_json::json!({"webhook_url": "ftp://x"}), "webhook_url"),
             (serde_json::json!({"status": "running"}), "status"),
         ] {

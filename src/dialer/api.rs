@@ -31,7 +31,8 @@ async fn add(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<AddDnc>,
 ) -> ApiResult<(StatusCode, ApiJson<DncEntry>)> {
-    let phone = E164::parse(&body.phone).map_err(|e| ApiError::validation(format!("`phone`: {e}")))?;
+    let phone =
+        E164::parse(&body.phone).map_err(|e| ApiError::validation(format!("`phone`: {e}")))?;
     let entry = state
         .store
         .add_dnc(phone.as_str(), body.reason.as_deref(), "api", Utc::now())
@@ -54,10 +55,14 @@ async fn list(
     let limit = page.limit.unwrap_or(100);
     let offset = page.offset.unwrap_or(0);
     if !(1..=1000).contains(&limit) || offset < 0 {
-        return Err(ApiError::validation("`limit` must be 1–1000 and `offset` not negative"));
+        return Err(ApiError::validation(
+            "`limit` must be 1–1000 and `offset` not negative",
+        ));
     }
     let entries = state.store.list_dnc(limit, offset).await?;
-    Ok(ApiJson(json!({ "numbers": entries, "limit": limit, "offset": offset })))
+    Ok(ApiJson(
+        json!({ "numbers": entries, "limit": limit, "offset": offset }),
+    ))
 }
 
 async fn show(

@@ -29,10 +29,20 @@ impl RedisSessions {
             .set_connection_timeout(Some(TIMEOUT))
             .set_response_timeout(Some(TIMEOUT))
             .set_number_of_retries(1);
-        let conn = tokio::time::timeout(TIMEOUT * 2, ConnectionManager::new_with_config(client, config))
-            .await
-            .map_err(|_| SessionError::Timeout(TIMEOUT * 2))??;
-        Ok(Self { conn, prefix: prefix.to_string() })
+        let conn = tokio::time::timeout(
+            TIMEOUT * 2,
+            ConnectionManager::new_with_config(client, config),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout(TIMEOUT * 2))??;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_string(),
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     fn key(&self, id: &str) -> String {
@@ -77,7 +87,10 @@ impl SessionStore for RedisSessions {
 
     async fn get(&self, id: &str) -> SessionResult<Option<Value>> {
         let mut conn = self.conn.clone();
-        let raw: Option<String> = redis::cmd("GET").arg(self.key(id)).query_async(&mut conn).await?;
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(self.key(id))
+            .query_async(&mut conn)
+            .await?;
         Ok(raw.map(|s| serde_json::from_str(&s)).transpose()?)
     }
 
@@ -99,13 +112,17 @@ impl SessionStore for RedisSessions {
 
     async fn list(&self) -> SessionResult<Vec<(String, Value)>> {
         let mut conn = self.conn.clone();
-        let mut ids: Vec<String> = redis::cmd("SMEMBERS").arg(self.index()).query_async(&mut conn).await?;
+        let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.index())
+            .query_async(&mut conn)
+            .await?;
         if ids.is_empty() {
             return Ok(vec![]);
         }
         ids.sort();
         let keys: Vec<String> = ids.iter().map(|id| self.key(id)).collect();
-        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut conn).await?;
         let mut out = Vec::with_capacity(ids.len());
         let mut expired = Vec::new();
         for (id, value) in ids.into_iter().zip(values) {
@@ -115,7 +132,11 @@ impl SessionStore for RedisSessions {
             }
         }
         if !expired.is_empty() {
-            redis::cmd("SREM").arg(self.index()).arg(&expired).query_async::<()>(&mut conn).await?;
+            redis::cmd("SREM")
+                .arg(self.index())
+                .arg(&expired)
+                .query_async::<()>(&mut conn)
+                .await?;
         }
         Ok(out)
     }

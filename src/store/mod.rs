@@ -125,8 +125,11 @@ pub trait Store: Send + Sync + 'static {
 pub trait LeadImporter: Send {
     /// Inserts a batch: numbers on the do-not-call list and numbers already in the campaign (or
     /// earlier in this import) are skipped and counted.
-    async fn insert_batch(&mut self, leads: &[NewLead], now: DateTime<Utc>)
-    -> StoreResult<BatchOutcome>;
+    async fn insert_batch(
+        &mut self,
+        leads: &[NewLead],
+        now: DateTime<Utc>,
+    ) -> StoreResult<BatchOutcome>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

@@ -60,10 +60,17 @@ impl LeadImporter for PostgresImporter {
                 .bind(&phones)
                 .fetch_all(&mut *self.tx)
                 .await?;
-        let allowed: Vec<&NewLead> = leads.iter().filter(|l| !on_dnc.contains(&l.phone)).collect();
+        let allowed: Vec<&NewLead> = leads
+            .iter()
+            .filter(|l| !on_dnc.contains(&l.phone))
+            .collect();
         let do_not_call = (leads.len() - allowed.len()) as u64;
         if allowed.is_empty() {
-            return Ok(BatchOutcome { imported: 0, duplicates: 0, do_not_call });
+            return Ok(BatchOutcome {
+                imported: 0,
+                duplicates: 0,
+                do_not_call,
+            });
         }
         let mut phones = Vec::with_capacity(allowed.len());
         let mut names = Vec::with_capacity(allowed.len());

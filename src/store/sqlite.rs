@@ -65,7 +65,8 @@ impl LeadImporter for SqliteImporter {
         if leads.is_empty() {
             return Ok(BatchOutcome::default());
         }
-        let mut dnc_query = QueryBuilder::<Sqlite>::new("SELECT phone FROM do_not_call WHERE phone IN (");
+        let mut dnc_query =
+            QueryBuilder::<Sqlite>::new("SELECT phone FROM do_not_call WHERE phone IN (");
         let mut sep = dnc_query.separated(", ");
         for lead in leads {
             sep.push_bind(&lead.phone);
@@ -78,10 +79,17 @@ impl LeadImporter for SqliteImporter {
             .into_iter()
             .collect();
 
-        let allowed: Vec<&NewLead> = leads.iter().filter(|l| !on_dnc.contains(&l.phone)).collect();
+        let allowed: Vec<&NewLead> = leads
+            .iter()
+            .filter(|l| !on_dnc.contains(&l.phone))
+            .collect();
         let do_not_call = (leads.len() - allowed.len()) as u64;
         if allowed.is_empty() {
-            return Ok(BatchOutcome { imported: 0, duplicates: 0, do_not_call });
+            return Ok(BatchOutcome {
+                imported: 0,
+                duplicates: 0,
+                do_not_call,
+            });
         }
         let mut insert = QueryBuilder::<Sqlite>::new(
             "INSERT INTO leads (campaign_id, phone, name, timezone, attributes, status, attempts, \

@@ -1,0 +1,269 @@
+//! Starting the real service for a test: on port 0, against a fresh SQLite file or a fresh
+//! PostgreSQL database, stopped when the test's `TestApp` is dropped.
+//!
+//! PostgreSQL comes from `TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
+//! and Redis from `TEST_REDIS_URL` (default `redis://127.0.0.1:6379`). Without a server the
+//! suite is skipped with a notice on stderr, except under `CI=true`, where it fails.
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use tokio::net::TcpListener;
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use voice_agent::config::Settings;
+use voice_agent::startup::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    stop: CancellationToken,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.expect("POST")
+    }
+
+    pub async fn patch_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(path))
+            .send()
+            .await
+            .expect("DELETE")
+    }
+
+    /// Creates a campaign and returns its id.
+    pub async fn create_campaign(&self, name: &str) -> i64 {
+        let res = self
+            .post_json("/campaigns", serde_json::json!({"name": name}))
+            .await;
+        assert_eq!(res.status(), 201);
+        res.json::<serde_json::Value>().await.unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Uploads `csv` as multipart field `file`.
+    pub async fn upload(&self, campaign: i64, csv: impl Into<Vec<u8>>) -> reqwest::Response {
+        let part = reqwest::multipart::Part::bytes(csv.into())
+            .file_name("leads.csv")
+            .mime_str("text/csv")
+            .unwrap();
+        let form = reqwest::multipart::Form::new().part("file", part);
+        self.client
+            .post(self.url(&format!("/campaigns/{campaign}/upload-csv")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+}
+
+/// Reads a JSON error body and returns its `code`, checking the shape on the way.
+pub async fn error_code(res: reqwest::Response) -> String {
+    let body: serde_json::Value = res.json().await.expect("error body is JSON");
+    assert!(body["error"]["message"].is_string(), "no message in {body}");
+    body["error"]["code"]
+        .as_str()
+        .expect("error.code")
+        .to_string()
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Reports a missing service: fails under CI, otherwise prints a notice and skips.
+pub fn skip_or_fail(suite: &str, reason: &str) {
+    if in_ci() {
+        panic!("{suite} is required in CI but unavailable: {reason}");
+    }
+    eprintln!("SKIPPED ({suite}): {reason}");
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let prefix = base.rsplit_once('/').map_or(base, |(p, _)| p);
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+static STALE_DROPPED: OnceCell<()> = OnceCell::const_new();
+
+/// A new, empty PostgreSQL database for one test, or `None` when PostgreSQL is unavailable.
+/// Databases of earlier runs older than an hour are dropped first (once per test binary).
+pub async fn fresh_postgres_url() -> Option<String> {
+    let admin = postgres_admin_url();
+    let connect = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin));
+    let mut conn = match connect.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            skip_or_fail("postgres", &format!("cannot connect to {admin}: {e}"));
+            return None;
+        }
+        Err(_) => {
+            skip_or_fail("postgres", &format!("connecting to {admin} timed out"));
+            return None;
+        }
+    };
+    let now = chrono::Utc::now().timestamp();
+    STALE_DROPPED
+        .get_or_init(|| async {
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'va\\_test\\_%'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap_or_default();
+            for name in names {
+                let created: i64 = name
+                    .split('_')
+                    .nth(2)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if now - created > 3600 {
+                    let _ = conn
+                        .execute(AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        )))
+                        .await;
+                }
+            }
+        })
+        .await;
+    let name = format!("va_test_{now}_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .await
+        .expect("create test database");
+    Some(with_database(&admin, &name))
+}
+
+/// Starts the service on port 0 with default settings.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Starts the service on port 0; `configure` may change the settings first.
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Settings),
+) -> Option<TestApp> {
+    let (database_url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!("sqlite://{}", dir.path().join("test.db").display());
+            (url, Some(dir))
+        }
+        Backend::Postgres => (fresh_postgres_url().await?, None),
+    };
+    let mut settings = Settings::for_database(&database_url);
+    configure(&mut settings);
+    let state = AppState::build(settings).await.expect("app state");
+    Some(serve_state(state, dir).await)
+}
+
+/// Serves a prepared state on port 0.
+pub async fn serve_state(state: AppState, dir: Option<tempfile::TempDir>) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let trigger = stop.clone();
+    tokio::spawn(voice_agent::startup::serve(
+        listener,
+        state.clone(),
+        async move { trigger.cancelled().await },
+    ));
+    TestApp {
+        base,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+        state,
+        stop,
+        _dir: dir,
+    }
+}
+
+/// Runs each listed `async fn(TestApp)` once against SQLite and once against PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let app = $crate::helpers::spawn_app($crate::helpers::Backend::Sqlite)
+                        .await
+                        .expect("sqlite always available");
+                    super::$name(app).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(app) = $crate::helpers::spawn_app($crate::helpers::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,9 @@
+//! The API contract suite: one binary, every test run against SQLite and PostgreSQL.
+
+mod helpers;
+
+mod campaigns;
+mod dnc;
+mod health_and_auth;
+mod import;
+mod sessions;
