@@ -4,16 +4,22 @@
 //! - [`campaigns`]: campaign configuration, status machine, lead import (REST);
 //! - [`dialer`]: who is called when (do-not-call list; scheduler to come);
 //! - [`store`]: persistence, SQLite or PostgreSQL behind one trait;
+//! - [`providers`]: real clients of Exotel, Deepgram, OpenAI, ElevenLabs;
+//! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
+//! - [`agent`]: the conversation logic;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
 
+pub mod agent;
 pub mod api;
 pub mod campaigns;
 pub mod cli;
 pub mod config;
 pub mod dialer;
+pub mod emulators;
 pub mod error;
 pub mod phone;
+pub mod providers;
 pub mod sessions;
 pub mod startup;
 pub mod store;
