@@ -92,6 +92,26 @@ pub struct ElevenLabsSettings {
     pub base_url: String,
 }
 
+/// How the dialer paces and places calls.
+#[derive(Debug, Clone)]
+pub struct DialerSettings {
+    /// How often the scheduler looks for due leads.
+    pub tick: std::time::Duration,
+    /// Calls placed per second at most (Exotel allows 200 requests/minute per account).
+    pub rate_per_sec: f64,
+    /// A call with no carrier news for this long is checked through the call-details API.
+    pub reconcile_after: std::time::Duration,
+    /// `direct` streams calls straight to our `/media` (Exotel "Connect Voice AI");
+    /// `flow` (default) runs the flow `EXOTEL_EXOPHLO_ID`.
+    pub direct_stream: bool,
+    /// Longest call in seconds (`TimeLimit`).
+    pub time_limit_secs: u32,
+    /// Ring timeout in seconds (`TimeOut`).
+    pub ring_timeout_secs: u32,
+    /// Ask Exotel to record calls.
+    pub record: bool,
+}
+
 /// Everything the service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -109,6 +129,9 @@ pub struct Settings {
     pub max_attempts: u32,
     /// Largest CSV upload accepted, in bytes (413 above it).
     pub csv_max_bytes: u64,
+    /// Shared secret carried by the carrier's webhook and `/media` URLs.
+    pub webhook_secret: Secret,
+    pub dialer: DialerSettings,
     pub exotel: ExotelSettings,
     pub deepgram: DeepgramSettings,
     pub openai: OpenAiSettings,
@@ -128,6 +151,14 @@ pub const VARIABLES: &[&str] = &[
     "MAX_CONCURRENT_CALLS",
     "MAX_ATTEMPTS",
     "CSV_MAX_BYTES",
+    "WEBHOOK_SECRET",
+    "DIAL_TICK_MS",
+    "DIAL_RATE_PER_SEC",
+    "RECONCILE_AFTER_SECS",
+    "EXOTEL_STREAM_MODE",
+    "EXOTEL_TIME_LIMIT_SECS",
+    "EXOTEL_RING_TIMEOUT_SECS",
+    "EXOTEL_RECORD",
     "EXOTEL_ACCOUNT_SID",
     "EXOTEL_API_KEY",
     "EXOTEL_API_TOKEN",
@@ -225,6 +256,45 @@ impl Settings {
             return Err(invalid("CSV_MAX_BYTES", "must be at least 1"));
         }
 
+        let webhook_secret = match secret("WEBHOOK_SECRET") {
+            Some(s) if s.expose().len() < 16 => {
+                return Err(invalid("WEBHOOK_SECRET", "must be at least 16 characters"));
+            }
+            Some(s) => s,
+            None => Secret::new(random_token()),
+        };
+        let tick_ms: u64 = parse_or(&get, "DIAL_TICK_MS", 1000)?;
+        if !(10..=60_000).contains(&tick_ms) {
+            return Err(invalid("DIAL_TICK_MS", "must be between 10 and 60000"));
+        }
+        let rate_per_sec: f64 = parse_or(&get, "DIAL_RATE_PER_SEC", 2.0)?;
+        if !(rate_per_sec > 0.0 && rate_per_sec <= 1000.0) {
+            return Err(invalid(
+                "DIAL_RATE_PER_SEC",
+                "must be above 0 and at most 1000",
+            ));
+        }
+        let reconcile_secs: u64 = parse_or(&get, "RECONCILE_AFTER_SECS", 900)?;
+        let direct_stream = match get("EXOTEL_STREAM_MODE").as_deref() {
+            None | Some("flow") => false,
+            Some("direct") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "EXOTEL_STREAM_MODE",
+                    format!("`{other}`: expected `flow` or `direct`"),
+                ));
+            }
+        };
+        let time_limit_secs: u32 = parse_or(&get, "EXOTEL_TIME_LIMIT_SECS", 1800)?;
+        if !(30..=14_400).contains(&time_limit_secs) {
+            return Err(invalid(
+                "EXOTEL_TIME_LIMIT_SECS",
+                "must be between 30 and 14400",
+            ));
+        }
+        let ring_timeout_secs: u32 = parse_or(&get, "EXOTEL_RING_TIMEOUT_SECS", 30)?;
+        let record: bool = parse_or(&get, "EXOTEL_RECORD", false)?;
+
         let url_or = |k: &'static str, default: &str| -> Result<String, ConfigError> {
             match get(k) {
                 Some(u) => parse_http_url(k, &u),
@@ -249,6 +319,16 @@ impl Settings {
             max_concurrent_calls,
             max_attempts,
             csv_max_bytes,
+            webhook_secret,
+            dialer: DialerSettings {
+                tick: std::time::Duration::from_millis(tick_ms),
+                rate_per_sec,
+                reconcile_after: std::time::Duration::from_secs(reconcile_secs),
+                direct_stream,
+                time_limit_secs,
+                ring_timeout_secs,
+                record,
+            },
             exotel: ExotelSettings {
                 account_sid: get("EXOTEL_ACCOUNT_SID"),
                 api_key: secret("EXOTEL_API_KEY"),
@@ -296,6 +376,15 @@ where
             .parse()
             .map_err(|e: T::Err| invalid(var, format!("`{v}`: {e}"))),
     }
+}
+
+/// A random 32-character token (used when `WEBHOOK_SECRET` is not configured).
+fn random_token() -> String {
+    use rand::RngExt;
+    let mut rng = rand::rng();
+    (0..32)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 fn parse_time(

@@ -29,6 +29,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every background task is spawned on this tracker, so shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// "Now" for the dialer and webhooks (tests move it).
+    pub clock: crate::clock::Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,7 @@ impl AppState {
             http,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            clock: crate::clock::Clock::default(),
         })
     }
 }
@@ -76,6 +79,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::api::public_routes())
+        .merge(crate::telephony::webhook::routes())
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::api::catch_panic))
@@ -94,6 +98,8 @@ pub async fn run(
     if state.settings.api_key.is_none() {
         tracing::warn!("API_KEY is not set: the REST API is open to anyone who can reach it");
     }
+    let dialer = std::sync::Arc::new(crate::dialer::Dialer::new(&state));
+    state.tasks.spawn(dialer.run(state.shutdown.clone()));
     tracing::info!(
         addr = %listener.local_addr()?,
         database = state.store.backend().as_str(),

@@ -286,7 +286,7 @@ async fn import_field(
         let mut importer = state.store.begin_import(campaign_id).await?;
         let mut report = ImportReport::default();
         while let Some(batch) = batch_rx.recv().await {
-            let outcome = importer.insert_batch(&batch, Utc::now()).await?;
+            let outcome = importer.insert_batch(&batch, state.clock.now()).await?;
             report.imported += outcome.imported;
             report.duplicates += outcome.duplicates;
             report.do_not_call += outcome.do_not_call;

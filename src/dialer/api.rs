@@ -18,6 +18,27 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/dnc", get(list).post(add))
         .route("/dnc/{phone}", delete(remove).get(show))
+        .route("/leads/{id}", get(lead))
+        .route("/calls/{id}", get(call))
+}
+
+/// A lead with every call attempt made to it.
+async fn lead(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ApiJson<serde_json::Value>> {
+    let lead = state.store.get_lead(id).await?;
+    let calls = state.store.calls_of_lead(id).await?;
+    let mut value = serde_json::to_value(&lead).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["calls"] = serde_json::to_value(&calls).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(ApiJson(value))
+}
+
+async fn call(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> ApiResult<ApiJson<crate::store::Call>> {
+    Ok(ApiJson(state.store.get_call(id).await?))
 }
 
 #[derive(Debug, Deserialize)]

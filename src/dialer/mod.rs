@@ -1,4 +1,11 @@
-//! The campaign engine: who is called when. This session holds the do-not-call list; the
-//! scheduler, carrier client, webhooks and reconciler come with the dialer issue.
+//! The campaign engine: who is called when. The scheduler claims due leads within their
+//! calling windows and the caps and places calls through Exotel; status webhooks and the
+//! reconciler settle them; `settle` turns a finished call into the lead's next state.
 
 pub mod api;
+pub mod reconciler;
+pub mod scheduler;
+pub mod settle;
+pub mod window;
+
+pub use scheduler::{Dialer, Outcome};

@@ -1,1 +1,454 @@
-//! (being written)
+//! Exotel emulator, REST half: `Calls/connect.json` (Basic auth, required fields, Exotel's
+//! answers and errors, its rate limit when asked), call details `Calls/{sid}.json`, a simulated
+//! callee per number (ring, then answered / no-answer / busy / failed) and the status callbacks
+//! Exotel sends afterwards (`answered`, `terminal`), JSON or multipart as requested.
+//!
+//! The `/media` Voicebot leg of an answered call comes with the live-call work.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use super::{Running, serve};
+
+/// What the simulated callee does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalleeOutcome {
+    Answered,
+    NoAnswer,
+    Busy,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExotelConfig {
+    pub account_sid: String,
+    pub api_key: String,
+    pub api_token: String,
+    /// Time from the connect request to the callee's answer (or giving up).
+    pub ring_delay: Duration,
+    /// How long an answered call lasts (when no `/media` conversation decides).
+    pub talk_time: Duration,
+    pub default_outcome: CalleeOutcome,
+    /// Per-number outcomes (E.164).
+    pub outcomes: HashMap<String, CalleeOutcome>,
+    /// Requests per minute per account before 429 (Exotel: 200); `None` = unlimited.
+    pub rate_limit_per_min: Option<u32>,
+    /// Send status callbacks (turn off to emulate lost webhooks).
+    pub send_callbacks: bool,
+}
+
+impl Default for ExotelConfig {
+    fn default() -> Self {
+        Self {
+            account_sid: "emulated-account".into(),
+            api_key: "emulated-key".into(),
+            api_token: "emulated-token".into(),
+            ring_delay: Duration::from_millis(800),
+            talk_time: Duration::from_secs(3),
+            default_outcome: CalleeOutcome::Answered,
+            outcomes: HashMap::new(),
+            rate_limit_per_min: None,
+            send_callbacks: true,
+        }
+    }
+}
+
+/// A connect request as received.
+#[derive(Debug, Clone)]
+pub struct ConnectRecord {
+    pub form: Vec<(String, String)>,
+    pub authorization: Option<String>,
+    pub status: u16,
+}
+
+impl ConnectRecord {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.form
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EmuCall {
+    from: String,
+    status: String,
+    answered_by: Option<String>,
+    duration: Option<u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<ConnectRecord>,
+    calls: HashMap<String, EmuCall>,
+    /// Statuses to answer the next connect requests with (429, 500, 401…), in order.
+    faults: VecDeque<u16>,
+    recent: VecDeque<Instant>,
+    active: u64,
+    max_active: u64,
+    callbacks_sent: u64,
+    callbacks_failed: u64,
+    next_sid: u64,
+}
+
+/// Test-side view of the emulator.
+#[derive(Clone)]
+pub struct ExotelHandle {
+    config: Arc<ExotelConfig>,
+    inner: Arc<Mutex<Inner>>,
+    http: reqwest::Client,
+}
+
+impl ExotelHandle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every connect request received, in order.
+    pub fn requests(&self) -> Vec<ConnectRecord> {
+        self.lock().requests.clone()
+    }
+
+    /// Answers the next connect requests with these statuses, one each.
+    pub fn inject_faults(&self, statuses: &[u16]) {
+        self.lock().faults.extend(statuses);
+    }
+
+    /// Calls placed and not yet ended.
+    pub fn active(&self) -> u64 {
+        self.lock().active
+    }
+
+    /// The most calls ever in progress at once.
+    pub fn max_active(&self) -> u64 {
+        self.lock().max_active
+    }
+
+    pub fn callbacks_sent(&self) -> u64 {
+        self.lock().callbacks_sent
+    }
+
+    /// Numbers dialled, one entry per accepted call.
+    pub fn dialled(&self) -> Vec<String> {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|r| r.status == 200)
+            .filter_map(|r| r.get("From").map(str::to_string))
+            .collect()
+    }
+}
+
+pub fn router(config: ExotelConfig) -> (Router, ExotelHandle) {
+    let handle = ExotelHandle {
+        config: Arc::new(config),
+        inner: Arc::default(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .build()
+            .expect("HTTP client"),
+    };
+    let router = Router::new()
+        .route("/v1/Accounts/{account}/Calls/connect.json", post(connect))
+        .route("/v1/Accounts/{account}/Calls/{file}", get(details))
+        .with_state(handle.clone());
+    (router, handle)
+}
+
+pub async fn spawn(
+    config: ExotelConfig,
+    addr: SocketAddr,
+) -> std::io::Result<(Running, ExotelHandle)> {
+    let (router, handle) = router(config);
+    Ok((serve(router, addr).await?, handle))
+}
+
+fn rest_error(status: StatusCode, message: &str) -> Response {
+    let body = json!({"RestException": {"Status": status.as_u16(), "Message": message, "Code": status.as_u16()}});
+    (status, axum::Json(body)).into_response()
+}
+
+fn authorized(h: &ExotelHandle, headers: &HeaderMap) -> bool {
+    let expected = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", h.config.api_key, h.config.api_token));
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .is_some_and(|v| v == expected)
+}
+
+async fn connect(
+    State(h): State<ExotelHandle>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form: Vec<(String, String)> = form_urlencoded::parse(&body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let mut record = ConnectRecord {
+        form,
+        authorization: auth,
+        status: 200,
+    };
+    let response = decide_connect(&h, &account, &headers, &record);
+    record.status = response.0.as_u16();
+    let (status, reply) = response;
+    h.lock().requests.push(record.clone());
+    match reply {
+        Err(resp) => resp,
+        Ok(sid) => {
+            tokio::spawn(simulate_callee(h.clone(), sid.clone(), record));
+            let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+            let body = json!({"Call": {
+                "Sid": sid, "ParentCallSid": null, "AccountSid": account,
+                "From": h.lock().calls.get(&sid).map(|c| c.from.clone()),
+                "To": null, "PhoneNumberSid": "emulated", "Status": "in-progress",
+                "DateCreated": now, "DateUpdated": now, "StartTime": now, "EndTime": null,
+                "Duration": null, "Price": null, "Direction": "outbound-api", "AnsweredBy": null,
+                "Uri": format!("/v1/Accounts/{account}/Calls/{sid}.json"), "RecordingUrl": null
+            }});
+            (status, axum::Json(body)).into_response()
+        }
+    }
+}
+
+/// Validates a connect request like Exotel; `Ok(sid)` when the call is placed.
+fn decide_connect(
+    h: &ExotelHandle,
+    account: &str,
+    headers: &HeaderMap,
+    record: &ConnectRecord,
+) -> (StatusCode, Result<String, Response>) {
+    let fail = |s: StatusCode, m: &str| (s, Err(rest_error(s, m)));
+    if !authorized(h, headers) || account != h.config.account_sid {
+        return fail(
+            StatusCode::UNAUTHORIZED,
+            "Authentication is required to view this resource.",
+        );
+    }
+    let mut inner = h.lock();
+    if let Some(code) = inner.faults.pop_front() {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        drop(inner);
+        return fail(status, "injected fault");
+    }
+    if let Some(limit) = h.config.rate_limit_per_min {
+        let now = Instant::now();
+        while inner
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            inner.recent.pop_front();
+        }
+        if inner.recent.len() as u32 >= limit {
+            drop(inner);
+            let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            resp.headers_mut()
+                .insert("retry-after", "1".parse().expect("header"));
+            return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
+        }
+        inner.recent.push_back(now);
+    }
+    let from = record.get("From").unwrap_or("");
+    if from.is_empty() || record.get("CallerId").is_none_or(str::is_empty) {
+        drop(inner);
+        return fail(StatusCode::BAD_REQUEST, "From and CallerId are required");
+    }
+    if record.get("Url").is_none() && record.get("StreamUrl").is_none() {
+        drop(inner);
+        return fail(StatusCode::BAD_REQUEST, "Url or StreamUrl is required");
+    }
+    let digits = from.trim_start_matches('+');
+    if !(8..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        drop(inner);
+        return fail(StatusCode::BAD_REQUEST, "Invalid From number");
+    }
+    inner.next_sid += 1;
+    let sid = format!("emu{:016x}{:08x}", inner.next_sid, std::process::id());
+    inner.calls.insert(
+        sid.clone(),
+        EmuCall {
+            from: from.to_string(),
+            status: "in-progress".into(),
+            answered_by: None,
+            duration: None,
+        },
+    );
+    inner.active += 1;
+    inner.max_active = inner.max_active.max(inner.active);
+    (StatusCode::OK, Ok(sid))
+}
+
+/// Rings, then ends the call the way the number's callee would, sending callbacks.
+async fn simulate_callee(h: ExotelHandle, sid: String, record: ConnectRecord) {
+    let from = record.get("From").unwrap_or_default().to_string();
+    let outcome = h
+        .config
+        .outcomes
+        .get(&from)
+        .copied()
+        .unwrap_or(h.config.default_outcome);
+    tokio::time::sleep(h.config.ring_delay).await;
+    let events = record.all("StatusCallbackEvents[]");
+    let start = chrono::Utc::now();
+    let (status, duration, answered_by) = match outcome {
+        CalleeOutcome::Answered => {
+            if events.contains(&"answered") {
+                send_callback(
+                    &h,
+                    &record,
+                    &sid,
+                    "in-progress",
+                    Some("answered"),
+                    None,
+                    Some("Human"),
+                )
+                .await;
+            }
+            tokio::time::sleep(h.config.talk_time).await;
+            (
+                "completed",
+                Some(h.config.talk_time.as_secs()),
+                Some("Human"),
+            )
+        }
+        CalleeOutcome::NoAnswer => ("no-answer", Some(0), None),
+        CalleeOutcome::Busy => ("busy", Some(0), None),
+        CalleeOutcome::Failed => ("failed", Some(0), None),
+    };
+    {
+        let mut inner = h.lock();
+        if let Some(c) = inner.calls.get_mut(&sid) {
+            c.status = status.into();
+            c.duration = duration;
+            c.answered_by = answered_by.map(str::to_string);
+        }
+        inner.active = inner.active.saturating_sub(1);
+    }
+    let _ = start;
+    let event = events.contains(&"terminal").then_some("terminal");
+    send_callback(&h, &record, &sid, status, event, duration, answered_by).await;
+}
+
+async fn send_callback(
+    h: &ExotelHandle,
+    record: &ConnectRecord,
+    sid: &str,
+    status: &str,
+    event: Option<&str>,
+    duration: Option<u64>,
+    answered_by: Option<&str>,
+) {
+    let Some(url) = record
+        .get("StatusCallback")
+        .filter(|_| h.config.send_callbacks)
+    else {
+        return;
+    };
+    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let mut fields: Vec<(&str, String)> = vec![
+        ("CallSid", sid.to_string()),
+        ("Status", status.to_string()),
+        ("DateUpdated", now.clone()),
+        ("RecordingUrl", String::new()),
+    ];
+    if let Some(e) = event {
+        fields.extend([
+            ("EventType", e.to_string()),
+            ("From", record.get("From").unwrap_or_default().to_string()),
+            ("To", record.get("CallerId").unwrap_or_default().to_string()),
+            ("Direction", "outbound-api".to_string()),
+            ("StartTime", now.clone()),
+            (
+                "CustomField",
+                record.get("CustomField").unwrap_or_default().to_string(),
+            ),
+        ]);
+        if e == "terminal" {
+            fields.push(("EndTime", now));
+            fields.push(("ConversationDuration", duration.unwrap_or(0).to_string()));
+        }
+    }
+    let json_body = record.get("StatusCallbackContentType") == Some("application/json");
+    for _ in 0..3 {
+        let request = if json_body {
+            let mut body: serde_json::Map<String, Value> = fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(v.clone())))
+                .collect();
+            if event.is_some() {
+                body.insert(
+                    "Legs".into(),
+                    json!([{"OnCallDuration": duration.unwrap_or(0), "Status": status, "AnsweredBy": answered_by.unwrap_or("NA")}]),
+                );
+            }
+            h.http.post(url).json(&body)
+        } else {
+            let mut form = reqwest::multipart::Form::new();
+            for (k, v) in &fields {
+                form = form.text(k.to_string(), v.clone());
+            }
+            h.http.post(url).multipart(form)
+        };
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {
+                h.lock().callbacks_sent += 1;
+                return;
+            }
+            _ => {
+                h.lock().callbacks_failed += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn details(
+    State(h): State<ExotelHandle>,
+    Path((account, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&h, &headers) || account != h.config.account_sid {
+        return rest_error(
+            StatusCode::UNAUTHORIZED,
+            "Authentication is required to view this resource.",
+        );
+    }
+    let sid = file.trim_end_matches(".json");
+    let Some(call) = h.lock().calls.get(sid).cloned() else {
+        return rest_error(StatusCode::NOT_FOUND, "Call not found");
+    };
+    let body = json!({"Call": {
+        "Sid": sid, "AccountSid": account, "From": call.from, "Status": call.status,
+        "Duration": call.duration, "AnsweredBy": call.answered_by, "RecordingUrl": null,
+        "Direction": "outbound-api"
+    }});
+    axum::Json(body).into_response()
+}

@@ -118,6 +118,79 @@ pub trait Store: Send + Sync + 'static {
     async fn remove_dnc(&self, phone: &str) -> StoreResult<()>;
     async fn list_dnc(&self, limit: i64, offset: i64) -> StoreResult<Vec<DncEntry>>;
     async fn is_dnc(&self, phone: &str) -> StoreResult<bool>;
+
+    // --- dialer ---
+    async fn running_campaigns(&self) -> StoreResult<Vec<Campaign>>;
+    /// Calls holding a concurrency slot, in one campaign or in all.
+    async fn count_active_calls(&self, campaign_id: Option<i64>) -> StoreResult<i64>;
+    /// Claims due leads of one campaign for dialling, within the global and campaign caps
+    /// counted from the database (so across every instance), in one transaction that
+    /// serialises claims. Each claimed lead becomes `in_progress` with a `queued` call row.
+    /// Leads outside their window are moved to their next opening; opted-out ones are closed.
+    async fn claim_leads(&self, req: &ClaimRequest, window: &WindowFn)
+    -> StoreResult<ClaimOutcome>;
+    /// The carrier accepted the call.
+    async fn mark_dialing(
+        &self,
+        call_id: i64,
+        carrier_sid: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The carrier never got the call (configuration error, rate limit): cancel the call row and
+    /// put the lead back without consuming the attempt.
+    async fn release_claim(
+        &self,
+        call_id: i64,
+        reason: &str,
+        retry_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn get_call(&self, id: i64) -> StoreResult<Call>;
+    async fn find_call_by_sid(&self, sid: &str) -> StoreResult<Option<Call>>;
+    async fn calls_of_lead(&self, lead_id: i64) -> StoreResult<Vec<Call>>;
+    /// Records a webhook delivery; `false` if this (sid, event) was seen before.
+    async fn record_call_event(
+        &self,
+        carrier_sid: &str,
+        event_type: &str,
+        payload: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn update_call_carrier(
+        &self,
+        call_id: i64,
+        update: &CarrierUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Call>;
+    /// Attaches the carrier's id to a call that has none yet.
+    async fn set_call_sid(&self, call_id: i64, carrier_sid: &str) -> StoreResult<()>;
+    async fn update_lead(
+        &self,
+        lead_id: i64,
+        update: &LeadUpdate,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The conversation's outcome (from the live call's `record_outcome` tool); never touched
+    /// by carrier updates.
+    async fn record_call_outcome(
+        &self,
+        call_id: i64,
+        intent: &str,
+        qualification: &serde_json::Map<String, serde_json::Value>,
+        summary: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// The time the lead asked to be called back (`schedule_callback`).
+    async fn set_lead_callback(
+        &self,
+        lead_id: i64,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Marks running campaigns whose leads are all final as completed; returns their ids.
+    async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
+    /// Calls still holding a slot whose row has not changed since `updated_before`.
+    async fn stale_active_calls(&self, updated_before: DateTime<Utc>) -> StoreResult<Vec<Call>>;
 }
 
 /// One import in flight (a database transaction).

@@ -233,3 +233,122 @@ pub struct BatchOutcome {
     pub duplicates: u64,
     pub do_not_call: u64,
 }
+
+text_enum!(
+    /// A call attempt's state, in Exotel's words. `queued` is ours: claimed by the dialer, not
+    /// yet accepted by the carrier.
+    CallStatus {
+        Queued => "queued",
+        Dialing => "dialing",
+        Ringing => "ringing",
+        InProgress => "in-progress",
+        Completed => "completed",
+        Failed => "failed",
+        Busy => "busy",
+        NoAnswer => "no-answer",
+        Canceled => "canceled",
+    }
+);
+
+impl CallStatus {
+    /// Counts against the concurrency caps.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            CallStatus::Queued | CallStatus::Dialing | CallStatus::Ringing | CallStatus::InProgress
+        )
+    }
+}
+
+/// One dial attempt (or one inbound call).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Call {
+    pub id: i64,
+    pub campaign_id: Option<i64>,
+    pub lead_id: Option<i64>,
+    pub attempt: i32,
+    pub direction: String,
+    pub phone: String,
+    #[sqlx(try_from = "String")]
+    pub status: CallStatus,
+    /// Exotel's `Call.Sid`.
+    pub carrier_sid: Option<String>,
+    pub stream_sid: Option<String>,
+    pub answered_by: Option<String>,
+    pub recording_url: Option<String>,
+    pub conversation_duration: Option<i32>,
+    /// The conversation's outcome, recorded by the live call; the carrier never overwrites it.
+    pub intent: Option<String>,
+    #[sqlx(json)]
+    pub qualification: serde_json::Map<String, serde_json::Value>,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+    pub dialed_at: Option<DateTime<Utc>>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A lead the dialer has claimed, with the call row created for the attempt.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub lead: Lead,
+    pub call_id: i64,
+}
+
+/// What one claim did for one campaign.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimOutcome {
+    pub claimed: Vec<Claimed>,
+    /// Leads outside their window, moved to their next opening.
+    pub deferred: u64,
+    /// Leads found on the do-not-call list and closed.
+    pub do_not_call: u64,
+}
+
+/// Carrier facts about a call (from a status webhook or the call-details API).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CarrierUpdate {
+    pub status: Option<CallStatus>,
+    pub answered_by: Option<String>,
+    pub recording_url: Option<String>,
+    pub conversation_duration: Option<i32>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// The new state of a lead after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeadUpdate {
+    pub status: LeadStatus,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_result: Option<String>,
+    pub outcome: Option<String>,
+    pub callback_at: Option<DateTime<Utc>>,
+    /// Give the attempt back (a callback the lead asked for is not a failed attempt).
+    pub refund_attempt: bool,
+}
+
+/// A lead the claim looks at, with whether its number is on the do-not-call list.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Candidate {
+    #[sqlx(flatten)]
+    pub lead: Lead,
+    pub on_dnc: bool,
+}
+
+/// What the dialer asks of one claim.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub campaign_id: i64,
+    pub now: DateTime<Utc>,
+    pub campaign_cap: i64,
+    pub global_cap: i64,
+    /// At most this many leads (pacing).
+    pub limit: i64,
+}
+
+/// The calling-window verdict for a lead: `Ok` to call now, `Err(t)` to wait until `t`.
+pub type WindowFn = dyn Fn(&Lead) -> Result<(), DateTime<Utc>> + Send + Sync;

@@ -32,7 +32,9 @@ impl PostgresStore {
     }
 }
 
-impl_store!(PostgresStore, Postgres, super::Backend::Postgres, {
+impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
+    claim_begin: "BEGIN", claim_lock: "SELECT pg_advisory_xact_lock(7263541001)", skip_locked: " FOR UPDATE SKIP LOCKED",
+    {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(PostgresImporter { tx, campaign_id }))

@@ -23,6 +23,21 @@ macro_rules! lead_columns {
     };
 }
 
+macro_rules! call_columns {
+    () => {
+        "id, campaign_id, lead_id, attempt, direction, phone, status, carrier_sid, stream_sid, \
+         answered_by, recording_url, conversation_duration, intent, qualification, summary, error, \
+         dialed_at, answered_at, ended_at, created_at, updated_at"
+    };
+}
+
+/// Statuses that hold a concurrency slot.
+macro_rules! active_call_statuses {
+    () => {
+        "('queued', 'dialing', 'ringing', 'in-progress')"
+    };
+}
+
 /// Binds the fourteen configurable columns of a campaign in the order of `campaign_columns!`
 /// (name … webhook_url).
 macro_rules! bind_campaign_spec {
@@ -48,8 +63,14 @@ macro_rules! bind_campaign_spec {
 }
 
 /// Expands `impl Store for $store` over `$db` with every shared method, plus `$extra` methods.
+///
+/// `$claim_begin` starts the claim transaction and `$claim_lock` runs first inside it: together
+/// they make "count active calls, then claim" atomic across every instance on the database.
+/// `$skip_locked` is appended to the candidate query.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:expr, { $($extra:tt)* }) => {
+    ($store:ty, $db:ty, $backend:expr,
+     claim_begin: $claim_begin:literal, claim_lock: $claim_lock:literal, skip_locked: $skip_locked:literal,
+     { $($extra:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             fn backend(&self) -> $crate::store::Backend {
@@ -298,6 +319,350 @@ macro_rules! impl_store {
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(n > 0)
+            }
+
+            async fn running_campaigns(&self) -> $crate::store::StoreResult<Vec<$crate::store::Campaign>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Campaign>(concat!(
+                    "SELECT ", campaign_columns!(), " FROM campaigns WHERE status = 'running' ORDER BY id"
+                ))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn count_active_calls(&self, campaign_id: Option<i64>) -> $crate::store::StoreResult<i64> {
+                Ok(sqlx::query_scalar::<$db, i64>(concat!(
+                    "SELECT COUNT(*) FROM calls WHERE status IN ", active_call_statuses!(),
+                    " AND ($1 IS NULL OR campaign_id = $1)"
+                ))
+                .bind(campaign_id)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn claim_leads(
+                &self,
+                req: &$crate::store::ClaimRequest,
+                window: &$crate::store::WindowFn,
+            ) -> $crate::store::StoreResult<$crate::store::ClaimOutcome> {
+                let mut out = $crate::store::ClaimOutcome::default();
+                let mut tx = self.pool.begin_with($claim_begin).await?;
+                sqlx::query::<$db>($claim_lock).execute(&mut *tx).await?;
+                let active_all: i64 = sqlx::query_scalar::<$db, i64>(concat!(
+                    "SELECT COUNT(*) FROM calls WHERE status IN ", active_call_statuses!()
+                ))
+                .fetch_one(&mut *tx)
+                .await?;
+                let active_campaign: i64 = sqlx::query_scalar::<$db, i64>(concat!(
+                    "SELECT COUNT(*) FROM calls WHERE status IN ", active_call_statuses!(),
+                    " AND campaign_id = $1"
+                ))
+                .bind(req.campaign_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let available = (req.global_cap - active_all)
+                    .min(req.campaign_cap - active_campaign)
+                    .min(req.limit);
+                if available <= 0 {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                // More candidates than slots: some may be outside their window or opted out.
+                let candidates = sqlx::query_as::<$db, $crate::store::Candidate>(concat!(
+                    "SELECT ", lead_columns!(), ", EXISTS (SELECT 1 FROM do_not_call d WHERE d.phone = leads.phone) AS on_dnc \
+                     FROM leads WHERE campaign_id = $1 AND status IN ('pending', 'retry', 'callback') \
+                     AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
+                    $skip_locked
+                ))
+                .bind(req.campaign_id)
+                .bind(req.now)
+                .bind((available * 4 + 16).min(500))
+                .fetch_all(&mut *tx)
+                .await?;
+                for c in candidates {
+                    if out.claimed.len() as i64 >= available {
+                        break;
+                    }
+                    if c.on_dnc {
+                        sqlx::query::<$db>(
+                            "UPDATE leads SET status = 'do_not_call', next_attempt_at = NULL, \
+                             last_result = 'do_not_call', updated_at = $2 WHERE id = $1",
+                        )
+                        .bind(c.lead.id)
+                        .bind(req.now)
+                        .execute(&mut *tx)
+                        .await?;
+                        out.do_not_call += 1;
+                        continue;
+                    }
+                    if let Err(opens) = window(&c.lead) {
+                        sqlx::query::<$db>("UPDATE leads SET next_attempt_at = $2, updated_at = $3 WHERE id = $1")
+                            .bind(c.lead.id)
+                            .bind(opens)
+                            .bind(req.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        out.deferred += 1;
+                        continue;
+                    }
+                    let lead = sqlx::query_as::<$db, $crate::store::Lead>(concat!(
+                        "UPDATE leads SET status = 'in_progress', attempts = attempts + 1, updated_at = $2 \
+                         WHERE id = $1 RETURNING ", lead_columns!()
+                    ))
+                    .bind(c.lead.id)
+                    .bind(req.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let call_id: i64 = sqlx::query_scalar::<$db, i64>(
+                        "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
+                         qualification, created_at, updated_at) \
+                         VALUES ($1, $2, $3, 'outbound', $4, 'queued', '{}', $5, $5) RETURNING id",
+                    )
+                    .bind(lead.campaign_id)
+                    .bind(lead.id)
+                    .bind(lead.attempts)
+                    .bind(&lead.phone)
+                    .bind(req.now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    out.claimed.push($crate::store::Claimed { lead, call_id });
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
+            async fn mark_dialing(
+                &self,
+                call_id: i64,
+                carrier_sid: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>(
+                    "UPDATE calls SET status = CASE WHEN status = 'queued' THEN 'dialing' ELSE status END, \
+                     carrier_sid = $2, dialed_at = $3, updated_at = $3 WHERE id = $1",
+                )
+                .bind(call_id)
+                .bind(carrier_sid)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn release_claim(
+                &self,
+                call_id: i64,
+                reason: &str,
+                retry_at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.pool.begin().await?;
+                let lead_id: Option<Option<i64>> = sqlx::query_scalar::<$db, Option<i64>>(
+                    "UPDATE calls SET status = 'canceled', error = $2, ended_at = $3, updated_at = $3 \
+                     WHERE id = $1 AND status = 'queued' RETURNING lead_id",
+                )
+                .bind(call_id)
+                .bind(reason)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(Some(lead_id)) = lead_id {
+                    // The attempt never reached the carrier: give it back.
+                    sqlx::query::<$db>(
+                        "UPDATE leads SET attempts = attempts - 1, \
+                         status = CASE WHEN callback_at IS NOT NULL THEN 'callback' \
+                                       WHEN attempts > 1 THEN 'retry' ELSE 'pending' END, \
+                         next_attempt_at = $2, last_result = $3, updated_at = $4 \
+                         WHERE id = $1 AND status = 'in_progress'",
+                    )
+                    .bind(lead_id)
+                    .bind(retry_at)
+                    .bind(reason)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn get_call(&self, id: i64) -> $crate::store::StoreResult<$crate::store::Call> {
+                sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| $crate::store::StoreError::NotFound(format!("call {id} not found")))
+            }
+
+            async fn find_call_by_sid(&self, sid: &str) -> $crate::store::StoreResult<Option<$crate::store::Call>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE carrier_sid = $1"
+                ))
+                .bind(sid)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn calls_of_lead(&self, lead_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::Call>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE lead_id = $1 ORDER BY id"
+                ))
+                .bind(lead_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn record_call_event(
+                &self,
+                carrier_sid: &str,
+                event_type: &str,
+                payload: &serde_json::Value,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<bool> {
+                let done = sqlx::query::<$db>(
+                    "INSERT INTO call_events (carrier_sid, event_type, payload, received_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (carrier_sid, event_type) DO NOTHING",
+                )
+                .bind(carrier_sid)
+                .bind(event_type)
+                .bind(sqlx::types::Json(payload))
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn update_call_carrier(
+                &self,
+                call_id: i64,
+                u: &$crate::store::CarrierUpdate,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::Call> {
+                // A final status is never replaced (webhooks arrive out of order).
+                sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "UPDATE calls SET \
+                     status = CASE WHEN status IN ('completed', 'failed', 'busy', 'no-answer', 'canceled') \
+                              THEN status ELSE COALESCE($2, status) END, \
+                     answered_by = COALESCE($3, answered_by), recording_url = COALESCE($4, recording_url), \
+                     conversation_duration = COALESCE($5, conversation_duration), \
+                     answered_at = COALESCE(answered_at, $6), ended_at = COALESCE(ended_at, $7), \
+                     error = COALESCE($8, error), updated_at = $9 WHERE id = $1 RETURNING ",
+                    call_columns!()
+                ))
+                .bind(call_id)
+                .bind(u.status.map(|s| s.as_str()))
+                .bind(&u.answered_by)
+                .bind(&u.recording_url)
+                .bind(u.conversation_duration)
+                .bind(u.answered_at)
+                .bind(u.ended_at)
+                .bind(&u.error)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or_else(|| $crate::store::StoreError::NotFound(format!("call {call_id} not found")))
+            }
+
+            async fn set_call_sid(&self, call_id: i64, carrier_sid: &str) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>("UPDATE calls SET carrier_sid = $2 WHERE id = $1 AND carrier_sid IS NULL")
+                    .bind(call_id)
+                    .bind(carrier_sid)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn update_lead(
+                &self,
+                lead_id: i64,
+                u: &$crate::store::LeadUpdate,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>(
+                    "UPDATE leads SET status = $2, next_attempt_at = $3, last_result = $4, \
+                     outcome = COALESCE($5, outcome), callback_at = $6, \
+                     attempts = attempts - $7, updated_at = $8 WHERE id = $1",
+                )
+                .bind(lead_id)
+                .bind(u.status.as_str())
+                .bind(u.next_attempt_at)
+                .bind(&u.last_result)
+                .bind(&u.outcome)
+                .bind(u.callback_at)
+                .bind(if u.refund_attempt { 1i32 } else { 0i32 })
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn record_call_outcome(
+                &self,
+                call_id: i64,
+                intent: &str,
+                qualification: &serde_json::Map<String, serde_json::Value>,
+                summary: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                let done = sqlx::query::<$db>(
+                    "UPDATE calls SET intent = $2, qualification = $3, summary = COALESCE($4, summary), \
+                     updated_at = $5 WHERE id = $1",
+                )
+                .bind(call_id)
+                .bind(intent)
+                .bind(sqlx::types::Json(qualification))
+                .bind(summary)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err($crate::store::StoreError::NotFound(format!("call {call_id} not found")));
+                }
+                Ok(())
+            }
+
+            async fn set_lead_callback(
+                &self,
+                lead_id: i64,
+                at: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>("UPDATE leads SET callback_at = $2, updated_at = $3 WHERE id = $1")
+                    .bind(lead_id)
+                    .bind(at)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn complete_finished_campaigns(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<i64>> {
+                Ok(sqlx::query_scalar::<$db, i64>(
+                    "UPDATE campaigns SET status = 'completed', status_reason = NULL, updated_at = $1 \
+                     WHERE status = 'running' AND NOT EXISTS (SELECT 1 FROM leads \
+                     WHERE leads.campaign_id = campaigns.id \
+                     AND leads.status NOT IN ('completed', 'failed', 'do_not_call')) RETURNING id",
+                )
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn stale_active_calls(
+                &self,
+                updated_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Call>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE status IN ", active_call_statuses!(),
+                    " AND updated_at < $1 ORDER BY id LIMIT 500"
+                ))
+                .bind(updated_before)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             $($extra)*

@@ -43,7 +43,9 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite, {
+impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
+    claim_begin: "BEGIN IMMEDIATE", claim_lock: "SELECT 1", skip_locked: "",
+    {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(SqliteImporter { tx, campaign_id }))

@@ -211,15 +211,25 @@ pub async fn spawn_app_with(
         }
         Backend::Postgres => (fresh_postgres_url().await?, None),
     };
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let mut settings = Settings::for_database(&database_url);
+    settings.our_base_url = format!("http://{}", listener.local_addr().unwrap());
     configure(&mut settings);
     let state = AppState::build(settings).await.expect("app state");
-    Some(serve_state(state, dir).await)
+    Some(serve_listener(listener, state, dir).await)
 }
 
 /// Serves a prepared state on port 0.
 pub async fn serve_state(state: AppState, dir: Option<tempfile::TempDir>) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_listener(listener, state, dir).await
+}
+
+async fn serve_listener(
+    listener: TcpListener,
+    state: AppState,
+    dir: Option<tempfile::TempDir>,
+) -> TestApp {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
     let trigger = stop.clone();
@@ -266,4 +276,46 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// Runs each listed `async fn(Backend)` once per backend (tests that build their own app).
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Polls `check` until it returns `Some`, failing after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

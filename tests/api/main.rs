@@ -3,7 +3,9 @@
 mod helpers;
 
 mod campaigns;
+mod dialer;
 mod dnc;
 mod health_and_auth;
 mod import;
 mod sessions;
+mod webhooks;

@@ -1,0 +1,380 @@
+//! The scheduler: each tick it claims the due leads of running campaigns (inside their calling
+//! windows, under the caps, paced below the carrier's rate limit) and places the calls.
+//!
+//! Written as `run_once(now) -> Outcome` plus a thin loop, so tests drive it with any clock.
+//! The caps are counted in the database inside the claim, so they hold across instances.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+
+use futures::future::join_all;
+use tokio_util::sync::CancellationToken;
+
+use super::reconciler::{ReconcileOutcome, reconcile_once};
+use super::settle::settle_call;
+use super::window::{Check, Window};
+use crate::config::Settings;
+use crate::phone::E164;
+use crate::providers::exotel::{ConnectRequest, ExotelClient, ExotelError};
+use crate::store::{
+    CallStatus, CampaignStatus, CarrierUpdate, ClaimRequest, Claimed, LeadStatus, LeadUpdate,
+    Store, StoreResult,
+};
+
+/// What one tick did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub claimed: u64,
+    pub dialed: u64,
+    /// Leads outside their window, moved to its next opening.
+    pub deferred: u64,
+    pub do_not_call: u64,
+    /// Claims given back without consuming an attempt (rate limit, carrier down, bad config).
+    pub released: u64,
+    /// Attempts that failed at the carrier (number refused, timeout).
+    pub failed: u64,
+    pub paused_campaigns: Vec<i64>,
+    pub completed_campaigns: Vec<i64>,
+}
+
+/// Calls per second, as a token bucket holding at most one second's worth.
+#[derive(Debug)]
+struct Pacer {
+    rate: f64,
+    tokens: f64,
+    last: Option<DateTime<Utc>>,
+}
+
+impl Pacer {
+    fn take(&mut self, now: DateTime<Utc>) -> i64 {
+        let capacity = self.rate.max(1.0);
+        let elapsed = self.last.map_or(capacity / self.rate, |l| {
+            (now - l).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        self.tokens = (self.tokens + elapsed * self.rate).min(capacity);
+        self.last = Some(now);
+        let n = self.tokens.floor();
+        self.tokens -= n;
+        n as i64
+    }
+
+    fn give_back(&mut self, n: i64) {
+        self.tokens += n as f64;
+    }
+}
+
+pub struct Dialer {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    /// `Err` names the missing setting; running campaigns are paused with it.
+    exotel: Result<ExotelClient, String>,
+    pacer: Mutex<Pacer>,
+    clock: crate::clock::Clock,
+    /// After a 429, no dialling before this instant.
+    backoff_until: Mutex<Option<DateTime<Utc>>>,
+}
+
+impl Dialer {
+    pub fn new(state: &crate::startup::AppState) -> Self {
+        let store = state.store.clone();
+        let settings = state.settings.clone();
+        let exotel = ExotelClient::from_settings(
+            state.http.clone(),
+            &settings.exotel,
+            settings.dialer.direct_stream,
+        );
+        let rate = settings.dialer.rate_per_sec;
+        Self {
+            store,
+            settings,
+            exotel,
+            pacer: Mutex::new(Pacer {
+                rate,
+                tokens: 0.0,
+                last: None,
+            }),
+            backoff_until: Mutex::new(None),
+            clock: state.clock.clone(),
+        }
+    }
+
+    fn status_callback_url(&self) -> String {
+        format!(
+            "{}/webhooks/exotel/status?secret={}",
+            self.settings.our_base_url,
+            self.settings.webhook_secret.expose()
+        )
+    }
+
+    fn media_url(&self, call_id: i64) -> String {
+        let base = self.settings.our_base_url.replacen("http", "ws", 1);
+        format!(
+            "{base}/media?call_id={call_id}&secret={}",
+            self.settings.webhook_secret.expose()
+        )
+    }
+
+    /// One tick at `now`.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> StoreResult<Outcome> {
+        let mut out = Outcome::default();
+        let backing_off = self
+            .backoff_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| until > now);
+        if !backing_off {
+            let mut budget = self
+                .pacer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(now);
+            for campaign in self.store.running_campaigns().await? {
+                if budget <= 0 {
+                    break;
+                }
+                let exotel = match &self.exotel {
+                    Ok(c) => c,
+                    Err(why) => {
+                        let reason = format!("cannot dial: Exotel is not configured ({why})");
+                        self.pause(campaign.id, &reason, now, &mut out).await?;
+                        continue;
+                    }
+                };
+                let spec = campaign.spec.clone();
+                let window = move |lead: &crate::store::Lead| match Window::for_lead(
+                    &spec.calling_window,
+                    &spec.timezone,
+                    lead.timezone.as_deref(),
+                )
+                .check(now)
+                {
+                    Check::Open => Ok(()),
+                    Check::OpensAt(t) => Err(t),
+                    Check::Never => Err(now + Duration::days(1)),
+                };
+                let claim = self
+                    .store
+                    .claim_leads(
+                        &ClaimRequest {
+                            campaign_id: campaign.id,
+                            now,
+                            campaign_cap: campaign.spec.max_concurrent_calls as i64,
+                            global_cap: self.settings.max_concurrent_calls as i64,
+                            limit: budget,
+                        },
+                        &window,
+                    )
+                    .await?;
+                budget -= claim.claimed.len() as i64;
+                out.claimed += claim.claimed.len() as u64;
+                out.deferred += claim.deferred;
+                out.do_not_call += claim.do_not_call;
+                self.dial_all(exotel, campaign.id, claim.claimed, now, &mut out)
+                    .await?;
+            }
+            self.pacer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .give_back(budget.max(0));
+        }
+        out.completed_campaigns = self.store.complete_finished_campaigns(now).await?;
+        for id in &out.completed_campaigns {
+            tracing::info!(campaign_id = id, "campaign completed: every lead is final");
+        }
+        Ok(out)
+    }
+
+    async fn dial_all(
+        &self,
+        exotel: &ExotelClient,
+        campaign_id: i64,
+        claimed: Vec<Claimed>,
+        now: DateTime<Utc>,
+        out: &mut Outcome,
+    ) -> StoreResult<()> {
+        let callback = self.status_callback_url();
+        let attempts = claimed.iter().map(|c| {
+            let callback = callback.clone();
+            async move {
+                let result = match E164::parse(&c.lead.phone) {
+                    Ok(to) => {
+                        let req = ConnectRequest {
+                            to: &to,
+                            custom_field: c.call_id.to_string(),
+                            status_callback: callback,
+                            stream_url: Some(self.media_url(c.call_id)),
+                            time_limit_secs: self.settings.dialer.time_limit_secs,
+                            ring_timeout_secs: self.settings.dialer.ring_timeout_secs,
+                            record: self.settings.dialer.record,
+                        };
+                        exotel.connect(&req).await
+                    }
+                    Err(e) => Err(ExotelError::Rejected {
+                        message: e.to_string(),
+                    }),
+                };
+                (c, result)
+            }
+        });
+        let mut paused = false;
+        for (claimed, result) in join_all(attempts).await {
+            let call_id = claimed.call_id;
+            let masked = crate::phone::mask(&claimed.lead.phone);
+            match result {
+                Ok(sid) => {
+                    self.store.mark_dialing(call_id, &sid, now).await?;
+                    tracing::info!(call_id, campaign_id, phone = %masked, attempt = claimed.lead.attempts, "call placed");
+                    out.dialed += 1;
+                }
+                Err(ExotelError::Config { status, message }) => {
+                    let reason = format!("Exotel refused the account ({status}): {message}");
+                    self.store.release_claim(call_id, &reason, now, now).await?;
+                    out.released += 1;
+                    if !paused {
+                        self.pause(campaign_id, &reason, now, out).await?;
+                        paused = true;
+                    }
+                }
+                Err(ExotelError::RateLimited { retry_after }) => {
+                    let wait = retry_after
+                        .and_then(|d| Duration::from_std(d).ok())
+                        .unwrap_or(Duration::seconds(30));
+                    *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(now + wait);
+                    self.store
+                        .release_claim(call_id, "carrier rate limit", now + wait, now)
+                        .await?;
+                    tracing::warn!(
+                        call_id,
+                        wait_secs = wait.num_seconds(),
+                        "Exotel rate limit: backing off"
+                    );
+                    out.released += 1;
+                }
+                Err(e @ (ExotelError::Server { .. } | ExotelError::Network(_))) => {
+                    // The carrier did not take the call: try again later, attempt not consumed.
+                    self.store
+                        .release_claim(call_id, &e.to_string(), now + Duration::seconds(60), now)
+                        .await?;
+                    tracing::warn!(call_id, error = %e, "carrier unavailable: will retry");
+                    out.released += 1;
+                }
+                Err(ExotelError::Rejected { message }) => {
+                    let update = CarrierUpdate {
+                        status: Some(CallStatus::Failed),
+                        ended_at: Some(now),
+                        error: Some(message.clone()),
+                        ..Default::default()
+                    };
+                    self.store
+                        .update_call_carrier(call_id, &update, now)
+                        .await?;
+                    let lead_update = LeadUpdate {
+                        status: LeadStatus::Failed,
+                        next_attempt_at: None,
+                        last_result: Some(format!("rejected by carrier: {message}")),
+                        outcome: None,
+                        callback_at: None,
+                        refund_attempt: false,
+                    };
+                    self.store
+                        .update_lead(claimed.lead.id, &lead_update, now)
+                        .await?;
+                    tracing::warn!(call_id, phone = %masked, "carrier refused the number");
+                    out.failed += 1;
+                }
+                Err(e) => {
+                    // Timeout or unreadable answer: the call may or may not exist, so the
+                    // attempt counts; the reconciler and webhooks can still correct it.
+                    let update = CarrierUpdate {
+                        status: Some(CallStatus::Failed),
+                        ended_at: Some(now),
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    };
+                    self.store
+                        .update_call_carrier(call_id, &update, now)
+                        .await?;
+                    settle_call(self.store.as_ref(), call_id, now).await?;
+                    tracing::warn!(call_id, error = %e, "dial failed");
+                    out.failed += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        campaign_id: i64,
+        reason: &str,
+        now: DateTime<Utc>,
+        out: &mut Outcome,
+    ) -> StoreResult<()> {
+        let paused = self
+            .store
+            .transition_campaign(
+                campaign_id,
+                &[CampaignStatus::Running],
+                CampaignStatus::Paused,
+                Some(reason),
+                now,
+            )
+            .await;
+        if paused.is_ok() {
+            tracing::error!(campaign_id, reason, "campaign paused");
+            out.paused_campaigns.push(campaign_id);
+        }
+        Ok(())
+    }
+
+    /// Settles stale calls through the carrier's call-details API.
+    pub async fn reconcile(
+        &self,
+        now: DateTime<Utc>,
+        older_than: Duration,
+    ) -> StoreResult<ReconcileOutcome> {
+        reconcile_once(
+            self.store.as_ref(),
+            self.exotel.as_ref().ok(),
+            now,
+            older_than,
+        )
+        .await
+    }
+
+    /// Ticks until `shutdown`; settles orphans at start and stale calls periodically.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let older = Duration::from_std(self.settings.dialer.reconcile_after)
+            .unwrap_or(Duration::minutes(15));
+        match self.reconcile(self.clock.now(), Duration::zero()).await {
+            Ok(r) if r.checked > 0 => {
+                tracing::info!(?r, "settled calls left from before the start")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "start-up reconciliation failed"),
+        }
+        let mut tick = tokio::time::interval(self.settings.dialer.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reconcile_every =
+            std::time::Duration::from_secs(60).min(self.settings.dialer.reconcile_after);
+        let mut last_reconcile = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.run_once(self.clock.now()).await {
+                tracing::error!(error = %e, "dialer tick failed");
+            }
+            if last_reconcile.elapsed() >= reconcile_every {
+                last_reconcile = tokio::time::Instant::now();
+                if let Err(e) = self.reconcile(self.clock.now(), older).await {
+                    tracing::error!(error = %e, "reconciliation failed");
+                }
+            }
+        }
+        tracing::info!("dialer stopped");
+    }
+}

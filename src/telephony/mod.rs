@@ -1,0 +1,4 @@
+//! The carrier side: Exotel's status webhooks (and, with the live-call issue, the `/media`
+//! WebSocket).
+
+pub mod webhook;

@@ -1,0 +1,253 @@
+//! `POST /webhooks/exotel/status`: Exotel's status callbacks.
+//!
+//! Accepts JSON, urlencoded and multipart bodies (Exotel sends multipart by default, JSON when
+//! asked); keys are matched case-insensitively and numbers may come as strings. Requests must
+//! carry our secret (`?secret=`). Idempotent: a (CallSid, event) pair is applied once. Answers
+//! 200 quickly even for calls we do not know, so Exotel does not retry forever.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::api::constant_time_eq;
+use crate::dialer::reconciler::{terminal_status, time_field};
+use crate::dialer::settle::settle_call;
+use crate::error::{ApiError, error_response};
+use crate::providers::exotel::text;
+use crate::startup::AppState;
+use crate::store::{CallStatus, CarrierUpdate};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/webhooks/exotel/status", post(status_callback))
+}
+
+#[derive(Debug, Deserialize)]
+struct SecretParam {
+    secret: Option<String>,
+}
+
+/// One status callback, normalised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    pub call_sid: String,
+    pub status: Option<String>,
+    /// `answered` or `terminal`; absent in Exotel's default (terminal-only) callback.
+    pub event_type: Option<String>,
+    pub custom_field: Option<String>,
+    pub conversation_duration: Option<i32>,
+    pub recording_url: Option<String>,
+    pub answered_by: Option<String>,
+    pub start_time: Option<String>,
+    pub end_time: Option<String>,
+}
+
+impl StatusEvent {
+    pub fn from_value(v: &Value) -> Result<Self, String> {
+        let call_sid = text(v, "CallSid").ok_or("`CallSid` is missing")?;
+        // `Legs[]` carries AnsweredBy; urlencoded bodies flatten it to `Legs[0][AnsweredBy]`.
+        let answered_by = text(v, "AnsweredBy")
+            .or_else(|| {
+                crate::providers::exotel::field(v, "Legs")
+                    .and_then(|l| l.as_array())
+                    .and_then(|legs| legs.iter().find_map(|leg| text(leg, "AnsweredBy")))
+            })
+            .or_else(|| {
+                v.as_object()?.iter().find_map(|(k, val)| {
+                    (k.to_ascii_lowercase().ends_with("[answeredby]"))
+                        .then(|| val.as_str().map(str::to_string))
+                        .flatten()
+                })
+            });
+        Ok(StatusEvent {
+            call_sid,
+            status: text(v, "Status")
+                .or_else(|| text(v, "CallStatus"))
+                .map(|s| s.to_ascii_lowercase()),
+            event_type: text(v, "EventType").map(|s| s.to_ascii_lowercase()),
+            custom_field: text(v, "CustomField"),
+            conversation_duration: text(v, "ConversationDuration")
+                .and_then(|d| d.parse::<f64>().ok())
+                .map(|d| d as i32),
+            recording_url: text(v, "RecordingUrl"),
+            answered_by,
+            start_time: text(v, "StartTime"),
+            end_time: text(v, "EndTime").or_else(|| text(v, "DateUpdated")),
+        })
+    }
+
+    /// The idempotency key's event part.
+    pub fn dedupe_kind(&self) -> String {
+        match (&self.event_type, &self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) if terminal_status(s).is_some() => "terminal".into(),
+            (None, Some(s)) => format!("status:{s}"),
+            (None, None) => "unknown".into(),
+        }
+    }
+}
+
+async fn status_callback(
+    State(state): State<AppState>,
+    Query(q): Query<SecretParam>,
+    request: Request,
+) -> Response {
+    let expected = state.settings.webhook_secret.expose().as_bytes();
+    if !q
+        .secret
+        .is_some_and(|s| constant_time_eq(s.as_bytes(), expected))
+    {
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong webhook secret",
+        );
+    }
+    let body = match read_body(request).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let event = match StatusEvent::from_value(&body) {
+        Ok(e) => e,
+        Err(msg) => return ApiError::validation(msg).into_response(),
+    };
+    match apply(&state, &event, &body).await {
+        Ok(result) => (StatusCode::OK, axum::Json(result)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Reads the body into a JSON object whatever its encoding.
+async fn read_body(request: Request) -> Result<Value, ApiError> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let mut multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::BadRequest("bad_multipart", e.body_text()))?;
+        let mut map = Map::new();
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|e| ApiError::BadRequest("bad_multipart", e.to_string()))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            let value = field
+                .text()
+                .await
+                .map_err(|e| ApiError::BadRequest("bad_multipart", e.to_string()))?;
+            map.insert(name, Value::String(value));
+        }
+        return Ok(Value::Object(map));
+    }
+    let bytes = Bytes::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::BadRequest("bad_request", e.body_text()))?;
+    if content_type.starts_with("application/json") || bytes.first() == Some(&b'{') {
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::BadRequest("malformed_json", format!("malformed JSON: {e}")))?;
+        return Ok(v);
+    }
+    let map: Map<String, Value> = form_urlencoded::parse(&bytes)
+        .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+        .collect();
+    Ok(Value::Object(map))
+}
+
+async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Value, ApiError> {
+    let store = state.store.as_ref();
+    let now = state.clock.now();
+    let mut call = store.find_call_by_sid(&event.call_sid).await?;
+    if call.is_none()
+        && let Some(id) = event
+            .custom_field
+            .as_deref()
+            .and_then(|c| c.parse::<i64>().ok())
+        && let Ok(c) = store.get_call(id).await
+        && c.carrier_sid.is_none()
+    {
+        // The dial answer was lost (e.g. a timeout) but Exotel placed the call.
+        store.set_call_sid(c.id, &event.call_sid).await?;
+        call = Some(c);
+    }
+    let Some(call) = call else {
+        tracing::warn!(sid = %event.call_sid, "status callback for an unknown call");
+        return Ok(json!({"ignored": "unknown call"}));
+    };
+    let kind = event.dedupe_kind();
+    if !store
+        .record_call_event(&event.call_sid, &kind, raw, now)
+        .await?
+    {
+        return Ok(json!({"duplicate": true}));
+    }
+    let terminal = event.status.as_deref().and_then(terminal_status);
+    let update = if kind == "answered"
+        || (terminal.is_none() && event.status.as_deref() == Some("in-progress"))
+    {
+        CarrierUpdate {
+            status: Some(CallStatus::InProgress),
+            answered_at: time_field(event.start_time.clone()).or(Some(now)),
+            answered_by: event.answered_by.clone(),
+            ..Default::default()
+        }
+    } else {
+        CarrierUpdate {
+            status: terminal,
+            answered_by: event.answered_by.clone(),
+            recording_url: event.recording_url.clone(),
+            conversation_duration: event.conversation_duration,
+            answered_at: time_field(event.start_time.clone())
+                .filter(|_| event.conversation_duration.is_some_and(|d| d > 0)),
+            ended_at: terminal.map(|_| time_field(event.end_time.clone()).unwrap_or(now)),
+            error: None,
+        }
+    };
+    let updated = store.update_call_carrier(call.id, &update, now).await?;
+    let lead = if updated.status.is_active() {
+        None
+    } else {
+        settle_call(store, call.id, now).await?
+    };
+    tracing::info!(call_id = call.id, event = %kind, status = %updated.status, "carrier status applied");
+    Ok(json!({
+        "call_id": call.id,
+        "status": updated.status,
+        "lead_status": lead.map(|l| l.status),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_event_with_legs() {
+        let v = json!({"CallSid": "abc", "Status": "completed", "EventType": "terminal",
+            "ConversationDuration": "42", "Legs": [{"OnCallDuration": 50, "Status": "completed", "AnsweredBy": "Human"}],
+            "CustomField": "17"});
+        let e = StatusEvent::from_value(&v).unwrap();
+        assert_eq!(e.conversation_duration, Some(42));
+        assert_eq!(e.answered_by.as_deref(), Some("Human"));
+        assert_eq!(e.custom_field.as_deref(), Some("17"));
+        assert_eq!(e.dedupe_kind(), "terminal");
+    }
+
+    #[test]
+    fn default_callback_without_event_type_is_terminal() {
+        let v = json!({"callsid": "abc", "CallStatus": "no-answer", "Legs[0][AnsweredBy]": "NA"});
+        let e = StatusEvent::from_value(&v).unwrap();
+        assert_eq!(e.status.as_deref(), Some("no-answer"));
+        assert_eq!(e.dedupe_kind(), "terminal");
+        assert_eq!(e.answered_by.as_deref(), Some("NA"));
+        assert!(StatusEvent::from_value(&json!({"Status": "busy"})).is_err());
+    }
+}
