@@ -211,12 +211,21 @@ pub async fn spawn_app_with(
         }
         Backend::Postgres => (fresh_postgres_url().await?, None),
     };
+    Some(spawn_app_at(&database_url, dir, configure).await)
+}
+
+/// Starts the service on port 0 against an existing database (a second instance).
+pub async fn spawn_app_at(
+    database_url: &str,
+    dir: Option<tempfile::TempDir>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let mut settings = Settings::for_database(&database_url);
+    let mut settings = Settings::for_database(database_url);
     settings.our_base_url = format!("http://{}", listener.local_addr().unwrap());
     configure(&mut settings);
     let state = AppState::build(settings).await.expect("app state");
-    Some(serve_listener(listener, state, dir).await)
+    serve_listener(listener, state, dir).await
 }
 
 /// Serves a prepared state on port 0.

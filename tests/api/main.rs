@@ -7,5 +7,6 @@ mod dialer;
 mod dnc;
 mod health_and_auth;
 mod import;
+mod multi_instance;
 mod sessions;
 mod webhooks;
