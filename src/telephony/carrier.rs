@@ -1,0 +1,228 @@
+//! The carrier's media-stream protocol behind one trait: events in, commands out. The call
+//! pipeline only sees [`CarrierEvent`] and [`CarrierCommand`], so another carrier (Twilio Media
+//! Streams: μ-law, camelCase, hang-up by REST) is a new [`CarrierProtocol`] implementation, not a
+//! change to the pipeline.
+//!
+//! Exotel's Voicebot protocol (`shared/protocols/exotel.md` §1): parse leniently (numbers as
+//! strings or numbers, `stream_sid` or `streamSid`, unknown events ignored), send strictly.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+/// Something the carrier told us.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CarrierEvent {
+    Connected,
+    Start(StreamStart),
+    /// Caller audio: 16-bit little-endian PCM at the stream's sample rate.
+    Media { pcm: Bytes, timestamp_ms: Option<u64> },
+    Dtmf { digit: char },
+    /// Everything sent before our mark of this name has been played.
+    Mark { name: String },
+    /// The call ended (`callended`: the caller hung up; `stopped`: the flow ended).
+    Stop { reason: String },
+    /// Undocumented `clear` from the carrier (tolerated, ignored).
+    Clear,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct StreamStart {
+    pub stream_sid: String,
+    pub call_sid: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub custom_parameters: BTreeMap<String, String>,
+    pub sample_rate: u32,
+}
+
+/// Something we tell the carrier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CarrierCommand {
+    /// Agent audio: PCM, a multiple of the carrier's frame alignment.
+    Media(Bytes),
+    Mark(String),
+    /// Drop audio queued and not yet played.
+    Clear,
+}
+
+/// A carrier's media-stream wire format.
+pub trait CarrierProtocol: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Parses one text frame; `None` for frames to ignore (unknown or malformed: logged).
+    fn parse(&self, text: &str) -> Option<CarrierEvent>;
+    /// Encodes one command for the stream `stream_sid`.
+    fn encode(&self, command: &CarrierCommand, stream_sid: &str) -> String;
+    /// Outbound audio must be a multiple of this many bytes.
+    fn frame_alignment(&self) -> usize;
+}
+
+/// Exotel Voicebot applet / Connect Voice AI streams.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Exotel;
+
+fn text_of(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn get<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
+    keys.iter().find_map(|k| v.get(*k)).filter(|v| !v.is_null())
+}
+
+impl CarrierProtocol for Exotel {
+    fn name(&self) -> &'static str {
+        "exotel"
+    }
+
+    fn parse(&self, text: &str) -> Option<CarrierEvent> {
+        let v: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(error = %e, "ignoring a carrier frame that is not JSON");
+                return None;
+            }
+        };
+        let event = v.get("event").and_then(Value::as_str)?;
+        match event {
+            "connected" => Some(CarrierEvent::Connected),
+            "start" => {
+                let start = v.get("start").unwrap_or(&Value::Null);
+                let sid_keys = ["stream_sid", "streamSid"];
+                let stream_sid = get(start, &sid_keys)
+                    .or_else(|| get(&v, &sid_keys))
+                    .and_then(text_of)
+                    .unwrap_or_default();
+                let custom_parameters = get(start, &["custom_parameters", "customParameters"])
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| text_of(v).map(|v| (k.clone(), v)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let sample_rate = get(start, &["media_format", "mediaFormat"])
+                    .and_then(|f| get(f, &["sample_rate", "sampleRate"]))
+                    .and_then(text_of)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(8000);
+                Some(CarrierEvent::Start(StreamStart {
+                    stream_sid,
+                    call_sid: get(start, &["call_sid", "callSid"]).and_then(text_of),
+                    from: get(start, &["from"]).and_then(text_of),
+                    to: get(start, &["to"]).and_then(text_of),
+                    custom_parameters,
+                    sample_rate,
+                }))
+            }
+            "media" => {
+                let media = v.get("media")?;
+                let payload = media.get("payload").and_then(Value::as_str)?;
+                let pcm = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
+                Some(CarrierEvent::Media {
+                    pcm: Bytes::from(pcm),
+                    timestamp_ms: get(media, &["timestamp"]).and_then(text_of).and_then(|t| t.parse().ok()),
+                })
+            }
+            "dtmf" => {
+                let digit = v
+                    .get("dtmf")
+                    .and_then(|d| get(d, &["digit"]))
+                    .and_then(text_of)?
+                    .chars()
+                    .next()?;
+                Some(CarrierEvent::Dtmf { digit })
+            }
+            "mark" => Some(CarrierEvent::Mark {
+                name: v.get("mark").and_then(|m| get(m, &["name"])).and_then(text_of)?,
+            }),
+            "stop" => Some(CarrierEvent::Stop {
+                reason: v
+                    .get("stop")
+                    .and_then(|s| get(s, &["reason"]))
+                    .and_then(text_of)
+                    .unwrap_or_else(|| "stopped".into()),
+            }),
+            "clear" => Some(CarrierEvent::Clear),
+            other => {
+                tracing::debug!(event = other, "ignoring unknown carrier event");
+                None
+            }
+        }
+    }
+
+    fn encode(&self, command: &CarrierCommand, stream_sid: &str) -> String {
+        match command {
+            CarrierCommand::Media(pcm) => json!({
+                "event": "media",
+                "stream_sid": stream_sid,
+                "media": {"payload": base64::engine::general_purpose::STANDARD.encode(pcm)}
+            }),
+            CarrierCommand::Mark(name) => json!({
+                "event": "mark",
+                "stream_sid": stream_sid,
+                "mark": {"name": name}
+            }),
+            CarrierCommand::Clear => json!({"event": "clear", "stream_sid": stream_sid}),
+        }
+        .to_string()
+    }
+
+    fn frame_alignment(&self) -> usize {
+        320
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_parses_both_spellings_and_number_forms() {
+        let snake = r#"{"event":"start","sequence_number":"1","stream_sid":"MZ1","start":{"stream_sid":"MZ1","call_sid":"CA1","account_sid":"AC","from":"+919876543210","to":"+918044556677","custom_parameters":{"call_id":"42"},"media_format":{"encoding":"audio/x-raw","sample_rate":"8000","bit_rate":"16"}}}"#;
+        let camel = r#"{"event":"start","sequence_number":1,"streamSid":"MZ1","start":{"callSid":"CA1","customParameters":{"call_id":42},"media_format":{"encoding":"raw","sample_rate":16000,"bit_rate":"128"}}}"#;
+        let CarrierEvent::Start(a) = Exotel.parse(snake).unwrap() else { panic!() };
+        let CarrierEvent::Start(b) = Exotel.parse(camel).unwrap() else { panic!() };
+        assert_eq!(a.stream_sid, "MZ1");
+        assert_eq!(b.stream_sid, "MZ1");
+        assert_eq!(a.call_sid.as_deref(), Some("CA1"));
+        assert_eq!(b.call_sid.as_deref(), Some("CA1"));
+        assert_eq!(a.custom_parameters["call_id"], "42");
+        assert_eq!(b.custom_parameters["call_id"], "42");
+        assert_eq!((a.sample_rate, b.sample_rate), (8000, 16000));
+    }
+
+    #[test]
+    fn media_mark_dtmf_stop_and_unknown_events() {
+        let media = r#"{"event":"media","sequence_number":"3","stream_sid":"MZ1","media":{"chunk":"2","timestamp":"200","payload":"AAEC"}}"#;
+        assert_eq!(
+            Exotel.parse(media),
+            Some(CarrierEvent::Media { pcm: Bytes::from_static(&[0, 1, 2]), timestamp_ms: Some(200) })
+        );
+        let mark = r#"{"event":"mark","stream_sid":"MZ1","mark":{"name":"t3-p1"}}"#;
+        assert_eq!(Exotel.parse(mark), Some(CarrierEvent::Mark { name: "t3-p1".into() }));
+        let dtmf = r#"{"event":"dtmf","dtmf":{"digit":"#","duration":"100"}}"#;
+        assert_eq!(Exotel.parse(dtmf), Some(CarrierEvent::Dtmf { digit: '#' }));
+        let stop = r#"{"event":"stop","stop":{"call_sid":"CA1","reason":"callended"}}"#;
+        assert_eq!(Exotel.parse(stop), Some(CarrierEvent::Stop { reason: "callended".into() }));
+        assert_eq!(Exotel.parse(r#"{"event":"mystery"}"#), None);
+        assert_eq!(Exotel.parse("not json"), None);
+        assert_eq!(Exotel.parse(r#"{"event":"media","media":{"payload":"!!"}}"#), None);
+    }
+
+    #[test]
+    fn commands_are_sent_in_exotels_snake_case() {
+        let media: Value =
+            serde_json::from_str(&Exotel.encode(&CarrierCommand::Media(Bytes::from_static(&[0, 1, 2])), "MZ1")).unwrap();
+        assert_eq!(media, json!({"event": "media", "stream_sid": "MZ1", "media": {"payload": "AAEC"}}));
+        let clear: Value = serde_json::from_str(&Exotel.encode(&CarrierCommand::Clear, "MZ1")).unwrap();
+        assert_eq!(clear, json!({"event": "clear", "stream_sid": "MZ1"}));
+        let mark: Value = serde_json::from_str(&Exotel.encode(&CarrierCommand::Mark("m".into()), "MZ1")).unwrap();
+        assert_eq!(mark, json!({"event": "mark", "stream_sid": "MZ1", "mark": {"name": "m"}}));
+    }
+}
