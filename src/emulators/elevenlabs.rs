@@ -215,21 +215,21 @@ impl Handle {
         self.latency(audio.mul_f64(self.config().real_time_factor.max(0.0)))
     }
 
-    fn check_access(&self, headers: &HeaderMap, voice_id: &str) -> Result<(), Response> {
+    fn check_access(&self, headers: &HeaderMap, voice_id: &str) -> Result<(), Refusal> {
         let key = headers.get("xi-api-key").and_then(|v| v.to_str().ok());
         if key != Some(self.config().api_key.as_str()) {
-            return Err(detail(
+            return Err(Refusal(
                 StatusCode::UNAUTHORIZED,
                 "invalid_api_key",
-                "Invalid API key",
+                "Invalid API key".into(),
             ));
         }
         let voices = &self.config().known_voices;
         if !voices.is_empty() && !voices.iter().any(|v| v == voice_id) {
-            return Err(detail(
+            return Err(Refusal(
                 StatusCode::NOT_FOUND,
                 "voice_not_found",
-                &format!("A voice with voice_id {voice_id} was not found."),
+                format!("A voice with voice_id {voice_id} was not found."),
             ));
         }
         Ok(())
@@ -264,6 +264,15 @@ pub fn router(handle: Handle) -> Router {
             get(ws_multi),
         )
         .with_state(handle)
+}
+
+/// An error answer, `{"detail":{"status":…,"message":…}}`.
+struct Refusal(StatusCode, &'static str, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        detail(self.0, self.1, &self.2)
+    }
 }
 
 fn detail(status: StatusCode, code: &str, message: &str) -> Response {
@@ -384,7 +393,7 @@ async fn http_stream(
         s.http_requests
     });
     if let Err(rejection) = handle.check_access(&headers, &voice_id) {
-        return rejection;
+        return rejection.into_response();
     }
     let faults = &handle.config().faults;
     if n <= faults.busy_first_http as u64 {
@@ -507,7 +516,7 @@ fn ws_accept(
         s.ws_connections
     });
     if let Err(rejection) = handle.check_access(&headers, &voice_id) {
-        return rejection;
+        return rejection.into_response();
     }
     let format = match Format::parse(query.get("output_format").map(String::as_str)) {
         Ok(f) => f,

@@ -285,7 +285,7 @@ impl SampleAligner {
             return chunk;
         }
         let mut joined = match self.carry.take() {
-            None if chunk.len() % 2 == 0 => return chunk,
+            None if chunk.len().is_multiple_of(2) => return chunk,
             None => chunk,
             Some(first) => {
                 let mut b = BytesMut::with_capacity(chunk.len() + 1);
@@ -294,7 +294,7 @@ impl SampleAligner {
                 b.freeze()
             }
         };
-        if joined.len() % 2 == 1 {
+        if !joined.len().is_multiple_of(2) {
             self.carry = Some(joined[joined.len() - 1]);
             joined.truncate(joined.len() - 1);
         }
@@ -822,16 +822,13 @@ impl Actor {
                 code: msg.error.unwrap_or_else(|| "unknown".into()),
                 message: msg.message.unwrap_or_default(),
             };
-            tracing::warn!(%error, "ElevenLabs reported an error");
-            match self.live.is_some() {
-                true => self.fail_turn(error).await,
-                false => {
-                    self.emit(TtsEvent::Error {
-                        context: None,
-                        error,
-                    })
-                    .await
-                }
+            if self.live.is_some() {
+                tracing::warn!(%error, "ElevenLabs failed a turn");
+                self.fail_turn(error).await;
+            } else {
+                // Between turns nothing is lost (typically an idle timeout): the socket closes
+                // and the next turn opens a new one.
+                tracing::info!(%error, "ElevenLabs closed an idle session socket");
             }
             return;
         }
