@@ -387,7 +387,7 @@ async fn socket_dropped_mid_turn_is_reported_and_the_next_turn_reconnects() {
     let mut emu_config = Config::fast();
     emu_config.real_time_factor = 0.5;
     emu_config.chars_per_message = 4;
-    emu_config.faults.drop_ws_after = Some(Duration::from_millis(300));
+    emu_config.faults.drop_ws_after = Some(Duration::from_millis(500));
     emu_config.faults.drop_first_ws = 1;
     let (_emu, handle, config) = start(emu_config).await;
     let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();

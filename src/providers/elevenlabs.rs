@@ -499,7 +499,9 @@ pub struct TtsSession {
 }
 
 impl TtsSession {
-    /// Opens the socket (bounded by `connect_timeout`) and starts the session task.
+    /// Opens the socket (bounded by `connect_timeout`) and starts the session task, which lives
+    /// until `close` or until this handle is dropped.
+    #[tracing::instrument(skip_all, fields(voice = %config.voice_id, format = config.output_format.as_str()))]
     pub async fn connect(
         config: ElevenLabsConfig,
     ) -> Result<(TtsSession, mpsc::Receiver<TtsEvent>), TtsError> {
@@ -642,6 +644,9 @@ struct Actor {
 
 impl Actor {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        // A keep-alive must come well within the server's inactivity timeout.
+        let server_timeout = Duration::from_secs(self.config.inactivity_timeout_secs.max(1) as u64);
+        self.config.keepalive_interval = self.config.keepalive_interval.min(server_timeout / 2);
         let tick = (self.config.keepalive_interval / 2).max(Duration::from_millis(10));
         let mut keepalive = tokio::time::interval(tick);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
