@@ -1,0 +1,540 @@
+//! The real ElevenLabs client against the ElevenLabs emulator, over local sockets.
+//!
+//! Audio is emulated speech (`speech::synthesize`), so every test can check the exact text the
+//! caller would hear.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use voice_agent::config::Secret;
+use voice_agent::emulators::Running;
+use voice_agent::emulators::elevenlabs::{self as emulator, BusyKind, Config, Handle};
+use voice_agent::emulators::speech;
+use voice_agent::providers::elevenlabs::{
+    ContextId, ElevenLabs, ElevenLabsConfig, OutputFormat, RetryAdvice, SessionError, TtsError,
+    TtsEvent, TtsSession,
+};
+
+const VOICE: &str = "voice-1";
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn start(config: Config) -> (Running, Handle, ElevenLabsConfig) {
+    let (running, handle) = emulator::spawn(config).await.expect("emulator starts");
+    let key = Secret::new(handle.config().api_key.clone());
+    let mut client = ElevenLabsConfig::new(&running.http_url(), key, VOICE);
+    client.connect_timeout = Duration::from_secs(3);
+    (running, handle, client)
+}
+
+fn pcm_text(bytes: &[u8]) -> String {
+    speech::transcribe(&speech::from_bytes(bytes))
+}
+
+async fn next_event(events: &mut mpsc::Receiver<TtsEvent>) -> TtsEvent {
+    tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("session still running")
+}
+
+/// Audio of `turn` until its `TurnDone`; panics on an error or on audio of another context.
+async fn speak_turn(events: &mut mpsc::Receiver<TtsEvent>, turn: &ContextId) -> Vec<u8> {
+    let mut audio = Vec::new();
+    loop {
+        match next_event(events).await {
+            TtsEvent::Audio { context, pcm, .. } => {
+                assert_eq!(&context, turn, "audio of another context leaked");
+                assert_eq!(pcm.len() % 2, 0, "whole samples");
+                audio.extend_from_slice(&pcm);
+            }
+            TtsEvent::TurnDone { context, .. } if &context == turn => return audio,
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+}
+
+async fn say(session: &mut TtsSession, phrases: &[&str]) -> ContextId {
+    let turn = session.start_turn().await.unwrap();
+    for phrase in phrases {
+        session.send_text(phrase).await.unwrap();
+    }
+    session.flush().await.unwrap();
+    turn
+}
+
+/// Polls the emulator's counters until `done` holds (bounded).
+async fn until(handle: &Handle, done: impl Fn(&emulator::Stats) -> bool) -> emulator::Stats {
+    for _ in 0..200 {
+        let stats = handle.stats();
+        if done(&stats) {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.stats()
+}
+
+async fn collect(stream: voice_agent::providers::elevenlabs::AudioStream) -> Vec<bytes::Bytes> {
+    stream.map(|c| c.expect("audio chunk")).collect().await
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP streaming
+
+#[tokio::test]
+async fn http_stream_returns_whole_samples_that_transcribe_to_the_text() {
+    let (_emu, handle, config) = start(Config::fast()).await;
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+    let text = "Namaste! We install rooftop solar panels for homes.";
+
+    let chunks = collect(tts.synthesize_stream(text, VOICE).await.unwrap()).await;
+
+    assert!(chunks.len() > 3, "streamed in several chunks");
+    assert!(chunks.iter().all(|c| c.len() % 2 == 0), "re-aligned");
+    assert!(handle.stats().http_odd_chunks > 0, "server sent odd chunks");
+    assert_eq!(pcm_text(&chunks.concat()), text);
+}
+
+#[tokio::test]
+async fn http_stream_round_trips_hindi() {
+    let (_emu, _handle, mut config) = start(Config::fast()).await;
+    config.language_code = Some("hi".into());
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+    let text = "नमस्ते, क्या आप सोलर पैनल में रुचि रखते हैं?";
+
+    let chunks = collect(tts.synthesize_stream(text, VOICE).await.unwrap()).await;
+
+    assert_eq!(pcm_text(&chunks.concat()), text);
+}
+
+#[tokio::test]
+async fn forgotten_output_format_gets_mp3_not_pcm() {
+    let (emu, handle, _config) = start(Config::fast()).await;
+    let url = format!("{}/v1/text-to-speech/{VOICE}/stream", emu.http_url());
+
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("xi-api-key", &handle.config().api_key)
+        .json(&json!({"text": "Hello there.", "model_id": "eleven_flash_v2_5"}))
+        .send()
+        .await
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+
+    assert!(bytes.starts_with(b"ID3"), "MP3 by default");
+    assert_eq!(pcm_text(&bytes), "", "garbage when read as PCM");
+}
+
+#[tokio::test]
+async fn ulaw_output_decodes_to_the_synthesized_speech() {
+    let (_emu, _handle, mut config) = start(Config::fast()).await;
+    config.output_format = OutputFormat::Ulaw8000;
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+    let text = "Twilio wants mu-law.";
+
+    let bytes = collect(tts.synthesize_stream(text, VOICE).await.unwrap())
+        .await
+        .concat();
+
+    let expected = speech::synthesize(text, 8000);
+    assert_eq!(bytes.len(), expected.len(), "one byte per sample");
+    for (byte, want) in bytes.iter().zip(&expected) {
+        let got = mulaw_decode(*byte) as i32;
+        let want = *want as i32;
+        // μ-law keeps about 4 significant bits plus exponent: error under 1/16 + a step.
+        assert!(
+            (got - want).abs() <= want.abs() / 16 + 16,
+            "{got} vs {want}"
+        );
+    }
+}
+
+/// Reference G.711 μ-law decoder, independent of the emulator's encoder.
+fn mulaw_decode(byte: u8) -> i16 {
+    let u = !byte;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = (u & 0x0F) as i32;
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    if u & 0x80 != 0 {
+        -magnitude as i16
+    } else {
+        magnitude as i16
+    }
+}
+
+#[tokio::test]
+async fn http_429_is_typed_and_retryable() {
+    let mut emu_config = Config::fast();
+    emu_config.faults.busy_first_http = 2;
+    let (_emu, _handle, config) = start(emu_config).await;
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+
+    let first = tts.synthesize_stream("Hello.", VOICE).await.err().unwrap();
+    assert!(
+        matches!(first, TtsError::TooManyConcurrentRequests(_)),
+        "{first}"
+    );
+    assert_eq!(first.retry_advice(), RetryAdvice::Retry);
+    assert!(tts.synthesize_stream("Hello.", VOICE).await.is_err());
+
+    let third = tts.synthesize_stream("Hello.", VOICE).await.unwrap();
+    assert_eq!(pcm_text(&collect(third).await.concat()), "Hello.");
+}
+
+#[tokio::test]
+async fn http_system_busy_means_back_off() {
+    let mut emu_config = Config::fast();
+    emu_config.faults.busy_first_http = 1;
+    emu_config.faults.busy_kind = BusyKind::SystemBusy;
+    let (_emu, _handle, config) = start(emu_config).await;
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+
+    let error = tts.synthesize_stream("Hello.", VOICE).await.err().unwrap();
+
+    assert!(matches!(error, TtsError::SystemBusy(_)), "{error}");
+    assert_eq!(error.retry_advice(), RetryAdvice::BackOff);
+}
+
+#[tokio::test]
+async fn bad_key_is_invalid_api_key_on_http_and_websocket() {
+    let (_emu, _handle, mut config) = start(Config::fast()).await;
+    config.api_key = Secret::new("wrong");
+
+    let http = ElevenLabs::new(reqwest::Client::new(), config.clone());
+    let error = http.synthesize_stream("Hello.", VOICE).await.err().unwrap();
+    assert!(matches!(error, TtsError::InvalidApiKey(_)), "{error}");
+    assert_eq!(error.retry_advice(), RetryAdvice::GiveUp);
+
+    let error = TtsSession::connect(config).await.err().unwrap();
+    assert!(matches!(error, TtsError::InvalidApiKey(_)), "{error}");
+}
+
+#[tokio::test]
+async fn unknown_voice_is_voice_not_found() {
+    let mut emu_config = Config::fast();
+    emu_config.known_voices = vec![VOICE.into()];
+    let (_emu, _handle, config) = start(emu_config).await;
+    let tts = ElevenLabs::new(reqwest::Client::new(), config);
+
+    let error = tts
+        .synthesize_stream("Hello.", "nobody")
+        .await
+        .err()
+        .unwrap();
+
+    assert!(matches!(error, TtsError::VoiceNotFound(_)), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket session
+
+#[tokio::test]
+async fn streamed_phrases_are_spoken_with_their_spaces() {
+    let (_emu, handle, config) = start(Config::fast()).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = say(&mut tts, &["Solar.", "We install panels."]).await;
+    let audio = speak_turn(&mut events, &turn).await;
+
+    assert_eq!(pcm_text(&audio), "Solar. We install panels. ");
+    let stats = handle.stats();
+    assert_eq!(stats.texts_received, ["Solar. ", "We install panels. "]);
+    assert_eq!(stats.last_ws_output_format.as_deref(), Some("pcm_8000"));
+    assert_eq!(stats.last_ws_model.as_deref(), Some("eleven_flash_v2_5"));
+}
+
+#[tokio::test]
+async fn alignment_matches_the_audio_it_comes_with() {
+    let (_emu, _handle, config) = start(Config::fast()).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = say(&mut tts, &["हाँ जी, बोलिए।"]).await;
+
+    let symbol_bytes = speech::symbol_samples(8000) * 2;
+    let mut spoken = String::new();
+    loop {
+        match next_event(&mut events).await {
+            TtsEvent::Audio { pcm, alignment, .. } => {
+                let alignment = alignment.expect("alignment with every chunk");
+                assert_eq!(alignment.chars.len() * symbol_bytes, pcm.len());
+                assert_eq!(alignment.char_start_times_ms[0], 0);
+                assert!(
+                    alignment
+                        .char_durations_ms
+                        .iter()
+                        .all(|&d| d == speech::SYMBOL_MS)
+                );
+                assert_eq!(alignment.chars.concat(), pcm_text(&pcm));
+                spoken.push_str(&alignment.chars.concat());
+            }
+            TtsEvent::TurnDone {
+                context,
+                first_audio,
+            } => {
+                assert_eq!(context, turn);
+                assert!(first_audio.is_some(), "time to first audio measured");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(spoken, "हाँ जी, बोलिए। ");
+}
+
+#[tokio::test]
+async fn barge_in_drops_late_audio_and_the_next_turn_uses_the_same_socket() {
+    let mut emu_config = Config::fast();
+    emu_config.real_time_factor = 0.2;
+    emu_config.chars_per_message = 4;
+    let (_emu, handle, config) = start(emu_config).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let long = "Our panels come with a twenty five year warranty. \
+                We also handle the subsidy paperwork for you. \
+                Installation takes about two days.";
+
+    let first = say(&mut tts, &[long]).await;
+    match next_event(&mut events).await {
+        TtsEvent::Audio { context, .. } => assert_eq!(context, first),
+        other => panic!("expected audio, got {other:?}"),
+    }
+    tts.cancel_turn().await.unwrap();
+    let second = say(&mut tts, &["Sorry, go ahead."]).await;
+    let audio = speak_turn(&mut events, &second).await;
+
+    assert_eq!(pcm_text(&audio), "Sorry, go ahead. ");
+    let stats = until(&handle, |s| s.contexts_closed == 2).await;
+    assert!(
+        stats.audio_after_close >= 1,
+        "the emulator did send late audio"
+    );
+    assert_eq!(stats.ws_connections, 1, "same socket");
+    assert_eq!(stats.contexts_closed, 2);
+}
+
+#[tokio::test]
+async fn contexts_are_closed_after_every_turn() {
+    let (_emu, handle, config) = start(Config::fast()).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    for i in 0..7 {
+        let phrase = format!("Turn number {i}.");
+        let turn = say(&mut tts, &[phrase.as_str()]).await;
+        assert_eq!(
+            pcm_text(&speak_turn(&mut events, &turn).await),
+            phrase + " "
+        );
+    }
+
+    let stats = until(&handle, |s| s.open_contexts == 0).await;
+    assert_eq!(stats.open_contexts, 0);
+    assert!(stats.max_open_contexts <= 1, "{}", stats.max_open_contexts);
+    assert_eq!(stats.contexts_opened, 7);
+    assert_eq!(stats.contexts_closed, 7);
+    assert_eq!(stats.ws_connections, 1);
+}
+
+#[tokio::test]
+async fn an_empty_turn_is_done_without_audio() {
+    let (_emu, handle, config) = start(Config::fast()).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = say(&mut tts, &[]).await;
+
+    assert!(speak_turn(&mut events, &turn).await.is_empty());
+    assert_eq!(
+        until(&handle, |s| s.open_contexts == 0).await.open_contexts,
+        0
+    );
+}
+
+#[tokio::test]
+async fn keepalive_holds_a_slow_turn_and_never_reopens_a_closed_context() {
+    let (_emu, handle, mut config) = start(Config::fast()).await;
+    config.inactivity_timeout_secs = 1;
+    config.keepalive_interval = Duration::from_millis(200);
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    // The model is slow: nothing to say for longer than the inactivity timeout.
+    let turn = tts.start_turn().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tts.send_text("Sorry for the wait.").await.unwrap();
+    tts.flush().await.unwrap();
+    assert_eq!(
+        pcm_text(&speak_turn(&mut events, &turn).await),
+        "Sorry for the wait. "
+    );
+    // Idle between turns: no keep-alive goes to the closed context, the server drops the socket.
+    let stats = until(&handle, |s| !s.ws_errors.is_empty()).await;
+    assert_eq!(stats.ws_errors, ["input_timeout_exceeded"]);
+    assert_eq!(stats.contexts_opened, 1, "closed context not reopened");
+    assert_eq!(stats.contexts_timed_out, 0);
+
+    // The next turn opens a new socket.
+    let turn = say(&mut tts, &["Anything else?"]).await;
+    assert_eq!(
+        pcm_text(&speak_turn(&mut events, &turn).await),
+        "Anything else? "
+    );
+    assert_eq!(handle.stats().ws_connections, 2);
+}
+
+#[tokio::test]
+async fn socket_dropped_mid_turn_is_reported_and_the_next_turn_reconnects() {
+    let mut emu_config = Config::fast();
+    emu_config.real_time_factor = 0.5;
+    emu_config.chars_per_message = 4;
+    emu_config.faults.drop_ws_after = Some(Duration::from_millis(500));
+    emu_config.faults.drop_first_ws = 1;
+    let (_emu, handle, config) = start(emu_config).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = say(
+        &mut tts,
+        &["This sentence is long enough to be cut off by the fault."],
+    )
+    .await;
+    let error = loop {
+        match next_event(&mut events).await {
+            TtsEvent::Audio { .. } => {}
+            TtsEvent::Error { context, error } => {
+                assert_eq!(context, Some(turn.clone()));
+                break error;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(matches!(error, SessionError::Dropped(_)), "{error}");
+
+    let turn = say(&mut tts, &["Let me repeat."]).await;
+    assert_eq!(
+        pcm_text(&speak_turn(&mut events, &turn).await),
+        "Let me repeat. "
+    );
+    assert_eq!(handle.stats().ws_connections, 2);
+}
+
+#[tokio::test]
+async fn close_ends_the_session() {
+    let (_emu, handle, config) = start(Config::fast()).await;
+    let (tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    tts.close().await.unwrap();
+
+    assert_eq!(next_event(&mut events).await, TtsEvent::Closed);
+    assert_eq!(
+        until(&handle, |s| s.open_contexts == 0).await.open_contexts,
+        0
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Emulator behaviour a careless client would meet (raw WebSocket)
+
+type RawSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn raw_connect(emu: &Running, handle: &Handle, endpoint_and_query: &str) -> RawSocket {
+    let url = format!(
+        "{}/v1/text-to-speech/{VOICE}/{endpoint_and_query}",
+        emu.ws_url()
+    );
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("xi-api-key", handle.config().api_key.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+async fn send_json(socket: &mut RawSocket, value: Value) {
+    socket.send(Message::text(value.to_string())).await.unwrap();
+}
+
+async fn raw_next(socket: &mut RawSocket) -> Message {
+    tokio::time::timeout(WAIT, socket.next())
+        .await
+        .expect("a message in time")
+        .expect("socket open")
+        .expect("no transport error")
+}
+
+fn close_code(message: &Message) -> Option<u16> {
+    match message {
+        Message::Close(Some(frame)) => Some(frame.code.into()),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn chunks_without_trailing_spaces_are_glued_verbatim() {
+    let (emu, handle, _config) = start(Config::fast()).await;
+    let mut socket = raw_connect(&emu, &handle, "stream-input?output_format=pcm_8000").await;
+
+    send_json(&mut socket, json!({"text": " "})).await;
+    send_json(&mut socket, json!({"text": "Solar."})).await;
+    send_json(&mut socket, json!({"text": "We install panels."})).await;
+    send_json(&mut socket, json!({"text": ""})).await;
+
+    let mut audio = Vec::new();
+    loop {
+        let message = raw_next(&mut socket).await;
+        if let Message::Text(text) = &message {
+            let value: Value = serde_json::from_str(text).unwrap();
+            if let Some(b64) = value["audio"].as_str() {
+                use base64::Engine as _;
+                audio.extend(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .unwrap(),
+                );
+            }
+            if value["isFinal"] == json!(true) {
+                break;
+            }
+        }
+    }
+    assert_eq!(pcm_text(&audio), "Solar.We install panels.");
+    assert_eq!(close_code(&raw_next(&mut socket).await), Some(1000));
+}
+
+#[tokio::test]
+async fn a_sixth_open_context_closes_the_socket_with_1008() {
+    let (emu, handle, _config) = start(Config::fast()).await;
+    let mut socket = raw_connect(&emu, &handle, "multi-stream-input?output_format=pcm_8000").await;
+
+    for i in 1..=6 {
+        send_json(
+            &mut socket,
+            json!({"text": " ", "context_id": format!("c{i}")}),
+        )
+        .await;
+    }
+
+    let error = raw_next(&mut socket).await;
+    let error: Value = serde_json::from_str(error.to_text().unwrap()).unwrap();
+    assert_eq!(error["error"], "max_active_conversations");
+    assert_eq!(error["code"], 1008);
+    assert_eq!(close_code(&raw_next(&mut socket).await), Some(1008));
+    assert_eq!(handle.stats().max_open_contexts, 5);
+}
+
+#[tokio::test]
+async fn an_idle_socket_is_closed_after_the_inactivity_timeout() {
+    let (emu, handle, _config) = start(Config::fast()).await;
+    let mut socket = raw_connect(
+        &emu,
+        &handle,
+        "multi-stream-input?output_format=pcm_8000&inactivity_timeout=1",
+    )
+    .await;
+
+    send_json(&mut socket, json!({"text": " ", "context_id": "c1"})).await;
+
+    let error = raw_next(&mut socket).await;
+    let error: Value = serde_json::from_str(error.to_text().unwrap()).unwrap();
+    assert_eq!(error["error"], "input_timeout_exceeded");
+    assert_eq!(close_code(&raw_next(&mut socket).await), Some(1008));
+}
