@@ -18,12 +18,21 @@ pub enum CarrierEvent {
     Connected,
     Start(StreamStart),
     /// Caller audio: 16-bit little-endian PCM at the stream's sample rate.
-    Media { pcm: Bytes, timestamp_ms: Option<u64> },
-    Dtmf { digit: char },
+    Media {
+        pcm: Bytes,
+        timestamp_ms: Option<u64>,
+    },
+    Dtmf {
+        digit: char,
+    },
     /// Everything sent before our mark of this name has been played.
-    Mark { name: String },
+    Mark {
+        name: String,
+    },
     /// The call ended (`callended`: the caller hung up; `stopped`: the flow ended).
-    Stop { reason: String },
+    Stop {
+        reason: String,
+    },
     /// Undocumented `clear` from the carrier (tolerated, ignored).
     Clear,
 }
@@ -123,10 +132,14 @@ impl CarrierProtocol for Exotel {
             "media" => {
                 let media = v.get("media")?;
                 let payload = media.get("payload").and_then(Value::as_str)?;
-                let pcm = base64::engine::general_purpose::STANDARD.decode(payload).ok()?;
+                let pcm = base64::engine::general_purpose::STANDARD
+                    .decode(payload)
+                    .ok()?;
                 Some(CarrierEvent::Media {
                     pcm: Bytes::from(pcm),
-                    timestamp_ms: get(media, &["timestamp"]).and_then(text_of).and_then(|t| t.parse().ok()),
+                    timestamp_ms: get(media, &["timestamp"])
+                        .and_then(text_of)
+                        .and_then(|t| t.parse().ok()),
                 })
             }
             "dtmf" => {
@@ -139,7 +152,10 @@ impl CarrierProtocol for Exotel {
                 Some(CarrierEvent::Dtmf { digit })
             }
             "mark" => Some(CarrierEvent::Mark {
-                name: v.get("mark").and_then(|m| get(m, &["name"])).and_then(text_of)?,
+                name: v
+                    .get("mark")
+                    .and_then(|m| get(m, &["name"]))
+                    .and_then(text_of)?,
             }),
             "stop" => Some(CarrierEvent::Stop {
                 reason: v
@@ -186,8 +202,12 @@ mod tests {
     fn start_parses_both_spellings_and_number_forms() {
         let snake = r#"{"event":"start","sequence_number":"1","stream_sid":"MZ1","start":{"stream_sid":"MZ1","call_sid":"CA1","account_sid":"AC","from":"+919876543210","to":"+918044556677","custom_parameters":{"call_id":"42"},"media_format":{"encoding":"audio/x-raw","sample_rate":"8000","bit_rate":"16"}}}"#;
         let camel = r#"{"event":"start","sequence_number":1,"streamSid":"MZ1","start":{"callSid":"CA1","customParameters":{"call_id":42},"media_format":{"encoding":"raw","sample_rate":16000,"bit_rate":"128"}}}"#;
-        let CarrierEvent::Start(a) = Exotel.parse(snake).unwrap() else { panic!() };
-        let CarrierEvent::Start(b) = Exotel.parse(camel).unwrap() else { panic!() };
+        let CarrierEvent::Start(a) = Exotel.parse(snake).unwrap() else {
+            panic!()
+        };
+        let CarrierEvent::Start(b) = Exotel.parse(camel).unwrap() else {
+            panic!()
+        };
         assert_eq!(a.stream_sid, "MZ1");
         assert_eq!(b.stream_sid, "MZ1");
         assert_eq!(a.call_sid.as_deref(), Some("CA1"));
@@ -202,27 +222,54 @@ mod tests {
         let media = r#"{"event":"media","sequence_number":"3","stream_sid":"MZ1","media":{"chunk":"2","timestamp":"200","payload":"AAEC"}}"#;
         assert_eq!(
             Exotel.parse(media),
-            Some(CarrierEvent::Media { pcm: Bytes::from_static(&[0, 1, 2]), timestamp_ms: Some(200) })
+            Some(CarrierEvent::Media {
+                pcm: Bytes::from_static(&[0, 1, 2]),
+                timestamp_ms: Some(200)
+            })
         );
         let mark = r#"{"event":"mark","stream_sid":"MZ1","mark":{"name":"t3-p1"}}"#;
-        assert_eq!(Exotel.parse(mark), Some(CarrierEvent::Mark { name: "t3-p1".into() }));
-        let dtmf = r#"{"event":"dtmf","dtmf":{"digit":"#","duration":"100"}}"#;
+        assert_eq!(
+            Exotel.parse(mark),
+            Some(CarrierEvent::Mark {
+                name: "t3-p1".into()
+            })
+        );
+        let dtmf = r##"{"event":"dtmf","dtmf":{"digit":"#","duration":"100"}}"##;
         assert_eq!(Exotel.parse(dtmf), Some(CarrierEvent::Dtmf { digit: '#' }));
         let stop = r#"{"event":"stop","stop":{"call_sid":"CA1","reason":"callended"}}"#;
-        assert_eq!(Exotel.parse(stop), Some(CarrierEvent::Stop { reason: "callended".into() }));
+        assert_eq!(
+            Exotel.parse(stop),
+            Some(CarrierEvent::Stop {
+                reason: "callended".into()
+            })
+        );
         assert_eq!(Exotel.parse(r#"{"event":"mystery"}"#), None);
         assert_eq!(Exotel.parse("not json"), None);
-        assert_eq!(Exotel.parse(r#"{"event":"media","media":{"payload":"!!"}}"#), None);
+        assert_eq!(
+            Exotel.parse(r#"{"event":"media","media":{"payload":"!!"}}"#),
+            None
+        );
     }
 
     #[test]
     fn commands_are_sent_in_exotels_snake_case() {
-        let media: Value =
-            serde_json::from_str(&Exotel.encode(&CarrierCommand::Media(Bytes::from_static(&[0, 1, 2])), "MZ1")).unwrap();
-        assert_eq!(media, json!({"event": "media", "stream_sid": "MZ1", "media": {"payload": "AAEC"}}));
-        let clear: Value = serde_json::from_str(&Exotel.encode(&CarrierCommand::Clear, "MZ1")).unwrap();
+        let media: Value = serde_json::from_str(&Exotel.encode(
+            &CarrierCommand::Media(Bytes::from_static(&[0, 1, 2])),
+            "MZ1",
+        ))
+        .unwrap();
+        assert_eq!(
+            media,
+            json!({"event": "media", "stream_sid": "MZ1", "media": {"payload": "AAEC"}})
+        );
+        let clear: Value =
+            serde_json::from_str(&Exotel.encode(&CarrierCommand::Clear, "MZ1")).unwrap();
         assert_eq!(clear, json!({"event": "clear", "stream_sid": "MZ1"}));
-        let mark: Value = serde_json::from_str(&Exotel.encode(&CarrierCommand::Mark("m".into()), "MZ1")).unwrap();
-        assert_eq!(mark, json!({"event": "mark", "stream_sid": "MZ1", "mark": {"name": "m"}}));
+        let mark: Value =
+            serde_json::from_str(&Exotel.encode(&CarrierCommand::Mark("m".into()), "MZ1")).unwrap();
+        assert_eq!(
+            mark,
+            json!({"event": "mark", "stream_sid": "MZ1", "mark": {"name": "m"}})
+        );
     }
 }
