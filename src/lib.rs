@@ -19,6 +19,7 @@ pub mod config;
 pub mod dialer;
 pub mod emulators;
 pub mod error;
+pub mod media;
 pub mod phone;
 pub mod providers;
 pub mod sessions;
