@@ -1,3 +1,7 @@
-//! The conversation: prompt building, phrase splitting, tools, turn-taking (live-call issue).
+//! The conversation: the prompt and greeting, the tools the model may call, turn-taking
+//! judgements, and cutting streamed text into speakable phrases. No I/O here.
 
 pub mod phrases;
+pub mod prompt;
+pub mod tools;
+pub mod turns;
