@@ -187,6 +187,21 @@ pub trait Store: Send + Sync + 'static {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
+    /// Writes (or rewrites, e.g. when an agent turn is cut by a barge-in) one transcript turn.
+    async fn add_turn(&self, turn: &TranscriptTurn, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn turns_of_call(&self, call_id: i64) -> StoreResult<Vec<TranscriptTurn>>;
+    /// The most recently touched lead with this number (inbound calls).
+    async fn find_lead_by_phone(&self, phone: &str) -> StoreResult<Option<Lead>>;
+    async fn create_inbound_call(
+        &self,
+        phone: &str,
+        campaign_id: i64,
+        lead_id: i64,
+        carrier_sid: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Call>;
+    /// The carrier's media stream began: the call is answered and in progress.
+    async fn stream_started(&self, call_id: i64, stream_sid: &str, now: DateTime<Utc>) -> StoreResult<()>;
     /// Marks running campaigns whose leads are all final as completed; returns their ids.
     async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
     /// Calls still holding a slot whose row has not changed since `updated_before`.

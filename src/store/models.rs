@@ -352,3 +352,26 @@ pub struct ClaimRequest {
 
 /// The calling-window verdict for a lead: `Ok` to call now, `Err(t)` to wait until `t`.
 pub type WindowFn = dyn Fn(&Lead) -> Result<(), DateTime<Utc>> + Send + Sync;
+
+/// One utterance of a call, written as it happens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct TranscriptTurn {
+    pub call_id: i64,
+    pub seq: i32,
+    /// `agent`, `caller` or `system`.
+    pub speaker: String,
+    /// For an interrupted agent turn: only what the caller heard.
+    pub text: String,
+    /// Milliseconds from the start of the stream.
+    pub started_ms: Option<i64>,
+    pub ended_ms: Option<i64>,
+    pub interrupted: bool,
+    /// Caller's speech end → final transcript.
+    pub stt_ms: Option<i32>,
+    pub llm_first_token_ms: Option<i32>,
+    pub tts_first_byte_ms: Option<i32>,
+    /// Caller's turn end → first agent audio frame sent.
+    pub voice_to_voice_ms: Option<i32>,
+    /// What our own code added to voice-to-voice (the rest is the providers').
+    pub added_ms: Option<i32>,
+}

@@ -637,6 +637,98 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn add_turn(
+                &self,
+                t: &$crate::store::TranscriptTurn,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>(
+                    "INSERT INTO transcript_turns (call_id, seq, speaker, text, started_ms, ended_ms, \
+                     interrupted, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, \
+                     added_ms, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) \
+                     ON CONFLICT (call_id, seq) DO UPDATE SET text = excluded.text, \
+                     ended_ms = excluded.ended_ms, interrupted = excluded.interrupted",
+                )
+                .bind(t.call_id)
+                .bind(t.seq)
+                .bind(&t.speaker)
+                .bind(&t.text)
+                .bind(t.started_ms)
+                .bind(t.ended_ms)
+                .bind(t.interrupted)
+                .bind(t.stt_ms)
+                .bind(t.llm_first_token_ms)
+                .bind(t.tts_first_byte_ms)
+                .bind(t.voice_to_voice_ms)
+                .bind(t.added_ms)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn turns_of_call(&self, call_id: i64) -> $crate::store::StoreResult<Vec<$crate::store::TranscriptTurn>> {
+                Ok(sqlx::query_as::<$db, $crate::store::TranscriptTurn>(
+                    "SELECT call_id, seq, speaker, text, started_ms, ended_ms, interrupted, stt_ms, \
+                     llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, added_ms \
+                     FROM transcript_turns WHERE call_id = $1 ORDER BY seq",
+                )
+                .bind(call_id)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn find_lead_by_phone(&self, phone: &str) -> $crate::store::StoreResult<Option<$crate::store::Lead>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Lead>(concat!(
+                    "SELECT ", lead_columns!(), " FROM leads WHERE phone = $1 ORDER BY updated_at DESC, id DESC LIMIT 1"
+                ))
+                .bind(phone)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn create_inbound_call(
+                &self,
+                phone: &str,
+                campaign_id: i64,
+                lead_id: i64,
+                carrier_sid: Option<&str>,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::Call> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, carrier_sid, \
+                     qualification, answered_at, created_at, updated_at) \
+                     VALUES ($1, $2, 1, 'inbound', $3, 'in-progress', $4, '{}', $5, $5, $5) RETURNING ",
+                    call_columns!()
+                ))
+                .bind(campaign_id)
+                .bind(lead_id)
+                .bind(phone)
+                .bind(carrier_sid)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
+            async fn stream_started(
+                &self,
+                call_id: i64,
+                stream_sid: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<()> {
+                sqlx::query::<$db>(
+                    "UPDATE calls SET stream_sid = $2, answered_at = COALESCE(answered_at, $3), \
+                     status = CASE WHEN status IN ('queued', 'dialing', 'ringing') THEN 'in-progress' ELSE status END, \
+                     updated_at = $3 WHERE id = $1",
+                )
+                .bind(call_id)
+                .bind(stream_sid)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             async fn complete_finished_campaigns(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
