@@ -197,7 +197,9 @@ impl Transcriber {
             self.speaking = false;
         }
         let max_segment = self.ms(self.settings.max_segment_ms);
+        let still_speaking = self.speaking && silence < self.ms(STEP_MS);
         if let Some(first) = self.pending.iter().find(|d| !d.ch.is_whitespace())
+            && still_speaking
             && self.cursor - first.at_sample >= max_segment
         {
             let cut = self.last_word_boundary().unwrap_or(self.cursor);
