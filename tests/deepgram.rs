@@ -551,3 +551,25 @@ async fn a_drop_after_a_long_utterance_was_partly_final_replays_from_the_piece_b
         .collect();
     assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
 }
+
+#[tokio::test]
+async fn a_connection_dropped_after_a_wall_clock_delay_is_reconnected() {
+    let dg = Emulator::start(Config {
+        drop_connections: Some(DropFault {
+            first: 1,
+            after: DropAfter::WallClock(Duration::from_millis(300)),
+        }),
+        ..Config::default()
+    })
+    .await;
+    let (session, mut events) = dg.connect(&options()).await;
+
+    until(&mut events, |e| matches!(e, SttEvent::Reconnected { .. })).await;
+    send_all(&session, &speech(&[("still here", 600)]));
+    let seen = until(&mut events, speech_final).await;
+
+    assert_eq!(joined(&finals(&seen)), "still here");
+    let stats = stats_when(&dg.handle, |s| !s.ended.is_empty()).await;
+    assert_eq!(stats.ended[0], Ended::Dropped);
+    assert_eq!(stats.connections, 2);
+}
