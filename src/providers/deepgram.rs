@@ -1,9 +1,9 @@
 //! Deepgram live speech-to-text: the product's client.
 //!
 //! Owns the wire protocol (query string, `Authorization: Token`, JSON events) and a resilient
-//! per-call [`SttSession`] that keeps the transcript going through dropped sockets (see
-//! [`session`]). It knows nothing about calls, turns or the emulators: it turns audio into
-//! typed [`SttEvent`]s on the call's audio timeline.
+//! per-call [`SttSession`] that keeps the transcript going through dropped sockets (see the
+//! `session` and `worker` submodules). It knows nothing about calls, turns or the emulators: it
+//! turns audio into typed [`SttEvent`]s on the call's audio timeline.
 
 mod events;
 mod replay;
