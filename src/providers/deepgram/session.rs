@@ -1,0 +1,183 @@
+//! The live STT session of one call: a handle the call task owns ([`SttSession`]), a stream of
+//! events ([`SttEvents`]) and one worker task that owns the socket (see [`super::worker`]).
+//!
+//! Why a worker: the call's audio path must never wait on the network, so `send_audio` only
+//! queues (bounded; a full queue drops the frame and says so) and returns at once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+use super::events::{Metadata, SttEvent};
+use super::worker::Worker;
+use super::{Dialer, ListenOptions, SttError, Ws};
+
+/// Timeouts and limits of a session; `Default` suits production.
+#[derive(Debug, Clone)]
+pub struct SessionTuning {
+    pub connect_timeout: Duration,
+    /// Bound on each write; a write that takes longer counts as a dropped connection.
+    pub write_timeout: Duration,
+    /// `KeepAlive` after this long without audio (Deepgram closes after ~10 s).
+    pub keepalive_every: Duration,
+    /// Audio sent but nothing heard back for this long: the connection is treated as dead.
+    pub stall_timeout: Duration,
+    /// How long `close` waits for the last results and `Metadata`.
+    pub close_timeout: Duration,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// Connection attempts per outage (and for the first connect).
+    pub max_reconnect_attempts: u32,
+    /// Frames the call may queue ahead of the writer.
+    pub audio_queue_frames: usize,
+    /// Most audio kept for replay.
+    pub replay_limit: Duration,
+    /// Replay starts this much before the last final's end, in case the provider rounded its
+    /// times up; a bit of re-sent silence or word tail is harmless, a clipped word is not.
+    pub replay_margin: Duration,
+}
+
+impl Default for SessionTuning {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
+            keepalive_every: Duration::from_secs(4),
+            stall_timeout: Duration::from_secs(15),
+            close_timeout: Duration::from_secs(3),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(2),
+            max_reconnect_attempts: 6,
+            audio_queue_frames: 512,
+            replay_limit: Duration::from_secs(20),
+            replay_margin: Duration::from_millis(20),
+        }
+    }
+}
+
+impl SessionTuning {
+    /// Delay before attempt `n` (1-based): doubling from `backoff_initial` up to `backoff_max`,
+    /// with jitter so calls dropped together do not reconnect in lock-step.
+    pub(super) fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .backoff_initial
+            .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+            .min(self.backoff_max);
+        let half = base / 2;
+        half + half.mul_f64(rand::random_range(0.0..=1.0))
+    }
+}
+
+pub(super) enum Command {
+    Audio(Bytes),
+    Finalize,
+    Close(oneshot::Sender<Option<Metadata>>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub reconnects: AtomicU32,
+    pub dropped_frames: AtomicU64,
+}
+
+/// The call task's handle: all methods return at once except [`SttSession::close`].
+/// Dropping it ends the session.
+#[derive(Debug)]
+pub struct SttSession {
+    commands: mpsc::Sender<Command>,
+    counters: Arc<Counters>,
+    close_timeout: Duration,
+}
+
+/// Events of a session, in order; ends after [`SttEvent::Closed`].
+#[derive(Debug)]
+pub struct SttEvents(mpsc::UnboundedReceiver<SttEvent>);
+
+impl SttEvents {
+    pub async fn recv(&mut self) -> Option<SttEvent> {
+        self.0.recv().await
+    }
+}
+
+impl SttSession {
+    /// Queues one audio frame. Never waits; empty frames are skipped (one would end the stream).
+    pub fn send_audio(&self, frame: Bytes) -> Result<(), SttError> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        self.try_send(Command::Audio(frame))
+    }
+
+    /// Asks Deepgram to finalise what it has heard now (answers carry `from_finalize`).
+    pub fn finalize(&self) -> Result<(), SttError> {
+        self.try_send(Command::Finalize)
+    }
+
+    /// Sends `CloseStream` after the queued audio, waits for the last results and `Metadata`
+    /// (bounded by `close_timeout`), and ends the session.
+    pub async fn close(&self) -> Result<Option<Metadata>, SttError> {
+        let (reply, answer) = oneshot::channel();
+        let wait = self.close_timeout + Duration::from_secs(1);
+        timeout(wait, self.commands.send(Command::Close(reply)))
+            .await
+            .map_err(|_| SttError::CloseTimeout(wait))?
+            .map_err(|_| SttError::SessionEnded)?;
+        match timeout(wait, answer).await {
+            Ok(Ok(metadata)) => Ok(metadata),
+            Ok(Err(_)) => Err(SttError::SessionEnded),
+            Err(_) => Err(SttError::CloseTimeout(wait)),
+        }
+    }
+
+    /// Connections re-opened after a drop.
+    pub fn reconnects(&self) -> u32 {
+        self.counters.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Frames refused because the queue was full.
+    pub fn dropped_frames(&self) -> u64 {
+        self.counters.dropped_frames.load(Ordering::Relaxed)
+    }
+
+    fn try_send(&self, command: Command) -> Result<(), SttError> {
+        self.commands.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                self.counters.dropped_frames.fetch_add(1, Ordering::Relaxed);
+                SttError::QueueFull
+            }
+            mpsc::error::TrySendError::Closed(_) => SttError::SessionEnded,
+        })
+    }
+}
+
+pub(super) fn start(
+    ws: Ws,
+    dialer: Dialer,
+    options: &ListenOptions,
+    tuning: SessionTuning,
+) -> (SttSession, SttEvents) {
+    let (commands, commands_rx) = mpsc::channel(tuning.audio_queue_frames.max(1));
+    // Unbounded on purpose: the server's message rate is small and bounded, and a slow reader
+    // must not stop the worker from draining audio.
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let counters = Arc::new(Counters::default());
+    let worker = Worker::new(
+        dialer,
+        options,
+        tuning.clone(),
+        commands_rx,
+        events_tx,
+        counters.clone(),
+    );
+    tokio::spawn(worker.run(ws));
+    let session = SttSession {
+        commands,
+        counters,
+        close_timeout: tuning.close_timeout,
+    };
+    (session, SttEvents(events))
+}
