@@ -31,6 +31,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// "Now" for the dialer and webhooks (tests move it).
     pub clock: crate::clock::Clock,
+    /// STT, LLM and TTS clients for live calls.
+    pub providers: crate::providers::Providers,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ impl AppState {
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
+        let providers = crate::providers::Providers::from_settings(&settings, http.clone());
         Ok(Self {
             settings: Arc::new(settings),
             store,
@@ -63,6 +66,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             clock: crate::clock::Clock::default(),
+            providers,
         })
     }
 }
@@ -80,6 +84,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(crate::api::public_routes())
         .merge(crate::telephony::webhook::routes())
+        .merge(crate::media::ws::routes())
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::api::catch_panic))

@@ -6,3 +6,22 @@ pub mod deepgram;
 pub mod elevenlabs;
 pub mod exotel;
 pub mod openai;
+
+/// The clients a live call uses, built once from settings.
+#[derive(Clone)]
+pub struct Providers {
+    pub stt: deepgram::DeepgramClient,
+    pub llm: openai::OpenAiClient,
+    /// `None` until ElevenLabs is configured (calls are then refused with a log line).
+    pub tts: Option<elevenlabs::ElevenLabsConfig>,
+}
+
+impl Providers {
+    pub fn from_settings(settings: &crate::config::Settings, http: reqwest::Client) -> Self {
+        Self {
+            stt: deepgram::DeepgramClient::new(&settings.deepgram),
+            llm: openai::OpenAiClient::from_settings(http, &settings.openai),
+            tts: elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs).ok(),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The call's database writes, in order, off the audio loop: the call task hands each write to
+//! this task and never waits for the database. A crash loses at most the write in flight.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::store::{Store, TranscriptTurn};
+
+#[derive(Debug, Clone)]
+pub enum Write {
+    Turn(TranscriptTurn),
+    Outcome { intent: String, qualification: Map<String, Value>, summary: Option<String>, at: DateTime<Utc> },
+    Callback { lead_id: i64, at: DateTime<Utc>, now: DateTime<Utc> },
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::UnboundedSender<Write>,
+}
+
+impl Writer {
+    /// Starts the writer for one call; the handle ends once every `Writer` clone is dropped and
+    /// the queue is written.
+    pub fn spawn(store: Arc<dyn Store>, call_id: i64) -> (Writer, JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
+        let handle = tokio::spawn(async move {
+            while let Some(write) = rx.recv().await {
+                for attempt in 1..=3 {
+                    let result = match &write {
+                        Write::Turn(t) => store.add_turn(t, Utc::now()).await,
+                        Write::Outcome { intent, qualification, summary, at } => {
+                            store.record_call_outcome(call_id, intent, qualification, summary.as_deref(), *at).await
+                        }
+                        Write::Callback { lead_id, at, now } => store.set_lead_callback(*lead_id, *at, *now).await,
+                    };
+                    match result {
+                        Ok(()) => break,
+                        Err(e) if attempt < 3 => {
+                            tracing::warn!(call_id, error = %e, attempt, "call write failed; retrying");
+                            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                        }
+                        Err(e) => tracing::error!(call_id, error = %e, ?write, "call write lost"),
+                    }
+                }
+            }
+        });
+        (Writer { tx }, handle)
+    }
+
+    pub fn send(&self, write: Write) {
+        if self.tx.send(write).is_err() {
+            tracing::error!("call writer is gone; write dropped");
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! `GET /media`: the carrier's media WebSocket (Exotel Voicebot applet or Connect Voice AI).
+//!
+//! Authenticated at the upgrade (our secret as `?secret=`, or as the Basic-auth password in the
+//! URL). Waits for `start`, finds the call (`start.call_sid` = the `Call.Sid` we stored, else
+//! our `call_id` parameter), or treats the stream as an inbound call. Opens STT and TTS at once,
+//! runs the call pipeline, then writes the post-call summary and settles the lead.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use base64::Engine;
+use chrono::Utc;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use super::call::{self, CallSetup, CallTuning};
+use super::writer::Writer;
+use crate::api::constant_time_eq;
+use crate::campaigns::default_spec;
+use crate::error::error_response;
+use crate::phone::E164;
+use crate::providers::deepgram::ListenOptions;
+use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
+use crate::startup::AppState;
+use crate::store::{CallStatus, CarrierUpdate, NewLead};
+use crate::telephony::carrier::{CarrierCommand, CarrierEvent, CarrierProtocol, Exotel, StreamStart};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/media", get(upgrade))
+}
+
+fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
+    let secret = state.settings.webhook_secret.expose().as_bytes();
+    if query.get("secret").is_some_and(|s| constant_time_eq(s.as_bytes(), secret)) {
+        return true;
+    }
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()))
+        .is_some_and(|password| constant_time_eq(password.as_bytes(), secret))
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if !authorized(&state, &query, &headers) {
+        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong media secret");
+    }
+    let tasks = state.tasks.clone();
+    ws.on_upgrade(move |socket| tasks.track_future(handle(socket, state, query)))
+        .into_response()
+}
+
+async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, String>) {
+    let protocol = Exotel;
+    let (mut sink, mut stream) = socket.split();
+    let start = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = stream.next().await {
+            match msg {
+                WsMessage::Text(t) => match protocol.parse(t.as_str()) {
+                    Some(CarrierEvent::Start(s)) => return Some(s),
+                    Some(CarrierEvent::Stop { .. }) => return None,
+                    _ => {}
+                },
+                WsMessage::Close(_) => return None,
+                _ => {}
+            }
+        }
+        None
+    })
+    .await;
+    let Ok(Some(start)) = start else {
+        tracing::warn!("media stream ended before `start`");
+        return;
+    };
+    let setup = match correlate(&state, &start, &query).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot attach the media stream to a call");
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    let call_id = setup.call_id;
+    let span = tracing::info_span!("call", call_id, campaign_id = setup.campaign.id);
+    let _guard = span.enter();
+    drop(_guard);
+
+    // Both provider sockets at once, before anything is said.
+    let language = setup.campaign.spec.language.clone();
+    let options = ListenOptions {
+        language: if language.starts_with("hi") { "multi".into() } else { language.clone() },
+        sample_rate: start.sample_rate,
+        endpointing_ms: Some(300),
+        ..ListenOptions::default()
+    };
+    let mut tts_config = match state.providers.tts.clone() {
+        Some(c) => c,
+        None => {
+            tracing::error!(call_id, "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)");
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    if let Some(voice) = &setup.campaign.spec.voice_id {
+        tts_config.voice_id = voice.clone();
+    }
+    tts_config.language_code = Some(language.split('-').next().unwrap_or("en").to_string());
+    let (stt, tts) = tokio::join!(
+        state.providers.stt.connect(&options),
+        crate::providers::elevenlabs::TtsSession::connect(tts_config)
+    );
+    let (stt, tts) = match (stt, tts) {
+        (Ok(s), Ok(t)) => (s, t),
+        (s, t) => {
+            let why = format!("stt: {:?}, tts: {:?}", s.err(), t.err());
+            tracing::error!(call_id, %why, "providers unavailable: hanging up");
+            let update = CarrierUpdate { error: Some(why), ..Default::default() };
+            let _ = state.store.update_call_carrier(call_id, &update, state.clock.now()).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    let _ = state.store.stream_started(call_id, &start.stream_sid, state.clock.now()).await;
+    let snapshot = json!({"call_id": call_id, "campaign_id": setup.campaign.id, "state": "live",
+        "stream_sid": start.stream_sid, "started_at": Utc::now()});
+    let _ = state.sessions.put(&call_id.to_string(), &snapshot, Duration::from_secs(3600)).await;
+
+    // Carrier socket ↔ channels: the call task never touches the socket.
+    let (in_tx, in_rx) = mpsc::channel::<CarrierEvent>(256);
+    let (out_tx, mut out_rx) = mpsc::channel::<CarrierCommand>(256);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            let event = match msg {
+                WsMessage::Text(t) => protocol.parse(t.as_str()),
+                WsMessage::Close(_) => break,
+                _ => None,
+            };
+            if let Some(e) = event
+                && in_tx.send(e).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    let stream_sid = start.stream_sid.clone();
+    let writer_task = tokio::spawn(async move {
+        while let Some(cmd) = out_rx.recv().await {
+            let text = protocol.encode(&cmd, &stream_sid);
+            if sink.send(WsMessage::Text(text.into())).await.is_err() {
+                return;
+            }
+        }
+        // The call is over: closing the socket hangs up on Exotel.
+        let _ = sink.close().await;
+    });
+
+    let (writer, writes) = Writer::spawn(state.store.clone(), call_id);
+    let tuning = CallTuning {
+        sample_rate: start.sample_rate,
+        max_duration: Duration::from_secs(state.settings.dialer.time_limit_secs as u64),
+        ..CallTuning::default()
+    };
+    let campaign = setup.campaign.clone();
+    let ending = call::run(
+        setup,
+        tuning,
+        state.providers.llm.clone(),
+        stt,
+        tts,
+        in_rx,
+        out_tx,
+        writer,
+        state.shutdown.clone(),
+    )
+    .await;
+    tracing::info!(call_id, ?ending, "call ended");
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+    reader.abort();
+    let _ = writes.await;
+    after_call(&state, call_id, &campaign).await;
+    let _ = state.sessions.remove(&call_id.to_string()).await;
+}
+
+/// Finds the call a stream belongs to, or records an inbound one.
+async fn correlate(state: &AppState, start: &StreamStart, query: &HashMap<String, String>) -> Result<CallSetup, String> {
+    let store = &state.store;
+    let mut call = match &start.call_sid {
+        Some(sid) => store.find_call_by_sid(sid).await.map_err(|e| e.to_string())?,
+        None => None,
+    };
+    if call.is_none() {
+        let id = start
+            .custom_parameters
+            .get("call_id")
+            .or_else(|| query.get("call_id"))
+            .and_then(|v| v.parse::<i64>().ok());
+        if let Some(id) = id
+            && let Ok(c) = store.get_call(id).await
+        {
+            if let (None, Some(sid)) = (&c.carrier_sid, &start.call_sid) {
+                let _ = store.set_call_sid(c.id, sid).await;
+            }
+            call = Some(c);
+        }
+    }
+    let call = match call {
+        Some(c) => c,
+        None => inbound_call(state, start).await?,
+    };
+    let campaign_id = call.campaign_id.ok_or("call has no campaign")?;
+    let campaign = store.get_campaign(campaign_id).await.map_err(|e| e.to_string())?;
+    let lead = match call.lead_id {
+        Some(id) => store.get_lead(id).await.ok(),
+        None => None,
+    };
+    Ok(CallSetup { call_id: call.id, campaign, lead })
+}
+
+/// A stream that matches no call we placed: a person calling us. Known numbers keep their lead
+/// (and campaign); unknown ones become a new lead of the "Inbound calls" campaign.
+async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::store::Call, String> {
+    let store = &state.store;
+    let now = state.clock.now();
+    let from = start.from.as_deref().ok_or("inbound stream without a caller number")?;
+    let phone = E164::parse(from).map_err(|e| format!("inbound caller: {e}"))?;
+    let lead = match store.find_lead_by_phone(phone.as_str()).await.map_err(|e| e.to_string())? {
+        Some(l) => l,
+        None => {
+            let campaigns = store.list_campaigns().await.map_err(|e| e.to_string())?;
+            let campaign = match campaigns.into_iter().find(|c| c.spec.name == "Inbound calls") {
+                Some(c) => c,
+                None => {
+                    let mut spec = default_spec(&state.settings);
+                    spec.name = "Inbound calls".into();
+                    store.create_campaign(&spec, now).await.map_err(|e| e.to_string())?
+                }
+            };
+            let mut import = store.begin_import(campaign.id).await.map_err(|e| e.to_string())?;
+            let lead = NewLead { phone: phone.as_str().to_string(), name: None, timezone: None, attributes: Default::default() };
+            import.insert_batch(&[lead], now).await.map_err(|e| e.to_string())?;
+            import.commit().await.map_err(|e| e.to_string())?;
+            store
+                .find_lead_by_phone(phone.as_str())
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or("inbound lead not stored")?
+        }
+    };
+    tracing::info!(phone = %phone.masked(), lead_id = lead.id, "inbound call");
+    store
+        .create_inbound_call(phone.as_str(), lead.campaign_id, lead.id, start.call_sid.as_deref(), now)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The post-call summary (one JSON-schema request), then the lead's next state.
+async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Campaign) {
+    let store = &state.store;
+    let now = state.clock.now();
+    let Ok(call) = store.get_call(call_id).await else { return };
+    let turns = store.turns_of_call(call_id).await.unwrap_or_default();
+    if turns.iter().any(|t| t.speaker == "caller") {
+        let transcript: String = turns.iter().map(|t| format!("{}: {}\n", t.speaker, t.text)).collect();
+        let fields: serde_json::Map<String, serde_json::Value> = campaign
+            .spec
+            .qualification_fields
+            .iter()
+            .map(|f| (f.name.clone(), json!({"type": f.kind})))
+            .collect();
+        let request = ChatRequest {
+            messages: vec![
+                Message::system("Summarise this sales phone call as JSON: the caller's intent, a one-sentence summary, and the qualification fields you can fill."),
+                Message::user(transcript),
+            ],
+            response_format: Some(ResponseFormat::JsonSchema {
+                name: "call_summary".into(),
+                strict: false,
+                schema: json!({"type": "object", "properties": {
+                    "intent": {"type": "string", "enum": ["interested", "not_interested", "callback", "wrong_number", "do_not_call", "unknown"]},
+                    "summary": {"type": "string"},
+                    "qualification": {"type": "object", "properties": fields}
+                }, "required": ["intent", "summary"]}),
+            }),
+            ..ChatRequest::default()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        match state.providers.llm.complete_json(&request, deadline).await {
+            Ok(done) => {
+                let v = done.value;
+                let extracted = v.get("intent").and_then(|i| i.as_str()).filter(|i| *i != "unknown");
+                let intent = call.intent.clone().or(extracted.map(str::to_string));
+                let mut qualification = call.qualification.clone();
+                if let Some(q) = v.get("qualification").and_then(|q| q.as_object()) {
+                    for (k, val) in q {
+                        qualification.entry(k.clone()).or_insert(val.clone());
+                    }
+                }
+                if let Some(intent) = intent {
+                    let summary = v.get("summary").and_then(|s| s.as_str());
+                    let _ = store.record_call_outcome(call_id, &intent, &qualification, summary, now).await;
+                }
+            }
+            Err(e) => tracing::warn!(call_id, error = %e, "post-call summary failed"),
+        }
+    }
+    let ended = CarrierUpdate {
+        // Inbound streams get no status webhook: the stream's end is the call's end.
+        status: (call.direction == "inbound").then_some(CallStatus::Completed),
+        ended_at: Some(now),
+        ..Default::default()
+    };
+    let _ = store.update_call_carrier(call_id, &ended, now).await;
+    if let Err(e) = crate::dialer::settle::settle_call(store.as_ref(), call_id, now).await {
+        tracing::error!(call_id, error = %e, "cannot settle the lead after the call");
+    }
+}
