@@ -185,7 +185,7 @@ async fn chat_completions(
         s.requests += 1;
         s.config.api_key.clone()
     };
-    if let Err(response) = check_auth(&headers, &expected_key) {
+    if let Some(response) = check_auth(&headers, &expected_key) {
         return response;
     }
     let request: Value = match serde_json::from_slice(&body) {
@@ -208,7 +208,7 @@ async fn chat_completions(
         }
         s.bodies.push_back(request.clone());
     }
-    if let Err(response) = validate(&request) {
+    if let Some(response) = validate(&request) {
         return response;
     }
     let stream = request["stream"] == json!(true);
@@ -325,14 +325,15 @@ fn error_response(
     (status, axum::Json(body)).into_response()
 }
 
-fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
+/// The 401 to send, if the bearer key is missing or wrong.
+fn check_auth(headers: &HeaderMap, expected: &str) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(key) if key == expected => Ok(()),
+        Some(key) if key == expected => None,
         Some(key) => {
             let shown: String = if key.chars().count() > 8 {
                 let head: String = key.chars().take(3).collect();
@@ -348,7 +349,7 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
             } else {
                 "***".into()
             };
-            Err(error_response(
+            Some(error_response(
                 StatusCode::UNAUTHORIZED,
                 &format!(
                     "Incorrect API key provided: {shown}. You can find your API key at \
@@ -359,7 +360,7 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
                 Some("invalid_api_key"),
             ))
         }
-        None => Err(error_response(
+        None => Some(error_response(
             StatusCode::UNAUTHORIZED,
             "You didn't provide an API key. You need to provide your API key in an Authorization \
              header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
@@ -370,10 +371,11 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
     }
 }
 
-/// The 400s the real API returns for requests a client can get wrong by itself.
-fn validate(request: &Value) -> Result<(), Response> {
+/// The 400 the real API would send for this request, if any: the cases a client can get wrong
+/// by itself.
+fn validate(request: &Value) -> Option<Response> {
     let bad = |message: &str, param: &str| {
-        Err(error_response(
+        Some(error_response(
             StatusCode::BAD_REQUEST,
             message,
             "invalid_request_error",
@@ -471,7 +473,7 @@ fn validate(request: &Value) -> Result<(), Response> {
         }
         _ => {}
     }
-    Ok(())
+    None
 }
 
 fn prompt_tokens(request: &Value) -> u64 {
@@ -1750,7 +1752,7 @@ mod partner {
     fn strip_label(sentence: &str) -> Option<String> {
         let s = sentence
             .trim_start_matches(|c: char| c == '-' || c == '*' || c == '•' || c.is_whitespace());
-        let s = match s.split_once(|c: char| c == '.' || c == ')') {
+        let s = match s.split_once(['.', ')']) {
             Some((n, rest)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => rest,
             _ => s,
         }
@@ -2288,7 +2290,7 @@ mod schema {
                 .unwrap_or(facts.now)
                 .to_rfc3339_opts(SecondsFormat::Secs, true);
         }
-        let text = if n.contains("summary") {
+        if n.contains("summary") {
             summary(facts)
         } else if n.contains("intent") || n.contains("outcome") || n.contains("disposition") {
             intent(facts).into()
@@ -2305,8 +2307,7 @@ mod schema {
         } else {
             // A qualification field ("monthly_bill"): what the caller answered.
             facts.answer.clone().unwrap_or_default()
-        };
-        text
+        }
     }
 
     fn number_for(name: &str, schema: &Value, facts: &Facts) -> Value {
