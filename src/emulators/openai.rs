@@ -180,10 +180,10 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let expected_key = {
+    let (number, expected_key) = {
         let mut s = handle.lock();
         s.requests += 1;
-        s.config.api_key.clone()
+        (s.requests, s.config.api_key.clone())
     };
     if let Some(response) = check_auth(&headers, &expected_key) {
         return response;
@@ -278,7 +278,7 @@ async fn chat_completions(
     let hang = matches!(fault, Some(Fault::Hang));
     let reply = partner::Conversation::from_request(&request).reply();
     let plan = Plan {
-        id: format!("chatcmpl-emu{}", config_counter(&handle)),
+        id: format!("chatcmpl-emu{number}"),
         created: chrono::Utc::now().timestamp(),
         model,
         prompt_tokens: prompt_tokens(&request),
@@ -299,10 +299,6 @@ async fn chat_completions(
     } else {
         json_response(plan, reply).await
     }
-}
-
-fn config_counter(handle: &Handle) -> usize {
-    handle.lock().requests
 }
 
 fn take(counter: &mut u32) -> bool {
