@@ -154,9 +154,14 @@ async fn collect(mut stream: ChatStream) -> Reply {
     reply
 }
 
+/// One streamed reply, errors included.
+async fn attempt(client: &OpenAiClient, messages: Vec<Message>, deadline: Instant) -> Reply {
+    collect(client.stream_chat(&request(messages), deadline, &CancellationToken::new())).await
+}
+
+/// One streamed reply that must succeed.
 async fn turn(client: &OpenAiClient, messages: Vec<Message>) -> Reply {
-    let stream = client.stream_chat(&request(messages), in_ms(5_000), &CancellationToken::new());
-    let reply = collect(stream).await;
+    let reply = attempt(client, messages, in_ms(5_000)).await;
     assert!(reply.error.is_none(), "unexpected error: {:?}", reply.error);
     reply
 }
@@ -273,13 +278,8 @@ async fn a_retry_that_would_pass_the_deadline_is_not_attempted() {
         ..Faults::default()
     })
     .await;
-    let stream = s.client.stream_chat(
-        &request(opening(PROMPT_EN, "yes")),
-        in_ms(2_000),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(&s.client, opening(PROMPT_EN, "yes"), in_ms(2_000)).await;
 
     match reply.error {
         Some(LlmError::RateLimited { retry_after, .. }) => {
@@ -311,13 +311,8 @@ async fn persistent_server_errors_stop_after_two_retries() {
         ..Faults::default()
     })
     .await;
-    let stream = s.client.stream_chat(
-        &request(opening(PROMPT_EN, "yes")),
-        in_ms(5_000),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(&s.client, opening(PROMPT_EN, "yes"), in_ms(5_000)).await;
 
     assert!(
         matches!(reply.error, Some(LlmError::Server { status: 500, .. })),
@@ -334,13 +329,8 @@ async fn insufficient_quota_fails_fast_without_retries() {
         ..Faults::default()
     })
     .await;
-    let stream = s.client.stream_chat(
-        &request(opening(PROMPT_EN, "yes")),
-        in_ms(5_000),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(&s.client, opening(PROMPT_EN, "yes"), in_ms(5_000)).await;
 
     let error = reply.error.expect("an error");
     assert!(
@@ -355,13 +345,8 @@ async fn insufficient_quota_fails_fast_without_retries() {
 async fn a_wrong_key_is_an_auth_error_and_not_retried() {
     let s = setup().await;
     let client = client_for(&s._server, "sk-wrong-key-123");
-    let stream = client.stream_chat(
-        &request(opening(PROMPT_EN, "yes")),
-        in_ms(5_000),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(&client, opening(PROMPT_EN, "yes"), in_ms(5_000)).await;
 
     assert!(
         matches!(reply.error, Some(LlmError::Auth { status: 401, .. })),
@@ -381,13 +366,8 @@ async fn a_hanging_server_hits_the_first_token_deadline() {
     })
     .await;
     let started = Instant::now();
-    let stream = s.client.stream_chat(
-        &request(opening(PROMPT_EN, "yes")),
-        in_ms(300),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(&s.client, opening(PROMPT_EN, "yes"), in_ms(300)).await;
 
     match reply.error {
         Some(LlmError::Timeout {
@@ -410,13 +390,13 @@ async fn a_mid_stream_error_event_ends_the_stream_with_an_error() {
         ..Faults::default()
     })
     .await;
-    let stream = s.client.stream_chat(
-        &request(opening(PROMPT_EN, "What is this about?")),
-        in_ms(5_000),
-        &CancellationToken::new(),
-    );
 
-    let reply = collect(stream).await;
+    let reply = attempt(
+        &s.client,
+        opening(PROMPT_EN, "What is this about?"),
+        in_ms(5_000),
+    )
+    .await;
 
     assert!(reply.tokens > 0, "some text came before the error");
     assert!(

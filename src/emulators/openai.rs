@@ -780,27 +780,17 @@ async fn json_response(plan: Plan, reply: partner::Reply) -> Response {
 }
 
 fn add_rate_limit_headers(h: &mut HeaderMap, request_id: &str) {
-    h.insert(
-        "x-ratelimit-limit-requests",
-        HeaderValue::from_static("10000"),
-    );
-    h.insert(
-        "x-ratelimit-remaining-requests",
-        HeaderValue::from_static("9999"),
-    );
-    h.insert(
-        "x-ratelimit-reset-requests",
-        HeaderValue::from_static("6ms"),
-    );
-    h.insert(
-        "x-ratelimit-limit-tokens",
-        HeaderValue::from_static("10000000"),
-    );
-    h.insert(
-        "x-ratelimit-remaining-tokens",
-        HeaderValue::from_static("9999000"),
-    );
-    h.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("6ms"));
+    const RATE_LIMITS: [(&str, &str); 6] = [
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-limit-tokens", "10000000"),
+        ("x-ratelimit-remaining-tokens", "9999000"),
+        ("x-ratelimit-reset-tokens", "6ms"),
+    ];
+    for (name, value) in RATE_LIMITS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }

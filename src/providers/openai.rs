@@ -1,7 +1,7 @@
 //! Client of an OpenAI-compatible chat-completions API (OpenAI, Groq, vLLM, Ollama, or the
 //! emulator: it cannot tell which).
 //!
-//! It owns the wire format (`docs: /work/shared/protocols/openai.md`): request bodies, the SSE
+//! It owns the wire format (see the shared `protocols/openai.md`): request bodies, the SSE
 //! stream of chunks, tool-call fragments assembled per index, error bodies mapped to
 //! [`LlmError`], and the retry policy. It knows nothing of calls, prompts or tools' meaning.
 //!
