@@ -97,9 +97,7 @@ impl PhraseSplitter {
                 while j < chars.len() && (is_terminal(chars[j].1) || is_closing(chars[j].1)) {
                     j += 1;
                 }
-                let Some(&(end, next)) = chars.get(j) else {
-                    return None;
-                };
+                let &(end, next) = chars.get(j)?;
                 let run = &text[chars[i].0..end];
                 let has_danda = run.contains(['।', '॥']);
                 if has_danda
@@ -112,9 +110,7 @@ impl PhraseSplitter {
                 continue;
             }
             if is_clause(c) {
-                let Some(&(end, next)) = chars.get(i + 1) else {
-                    return None;
-                };
+                let &(end, next) = chars.get(i + 1)?;
                 let len = text[..end].trim_start().chars().count();
                 if next.is_whitespace() && len >= self.min_clause_chars {
                     return Some(end);

@@ -180,12 +180,12 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let expected_key = {
+    let (number, expected_key) = {
         let mut s = handle.lock();
         s.requests += 1;
-        s.config.api_key.clone()
+        (s.requests, s.config.api_key.clone())
     };
-    if let Err(response) = check_auth(&headers, &expected_key) {
+    if let Some(response) = check_auth(&headers, &expected_key) {
         return response;
     }
     let request: Value = match serde_json::from_slice(&body) {
@@ -208,7 +208,7 @@ async fn chat_completions(
         }
         s.bodies.push_back(request.clone());
     }
-    if let Err(response) = validate(&request) {
+    if let Some(response) = validate(&request) {
         return response;
     }
     let stream = request["stream"] == json!(true);
@@ -278,7 +278,7 @@ async fn chat_completions(
     let hang = matches!(fault, Some(Fault::Hang));
     let reply = partner::Conversation::from_request(&request).reply();
     let plan = Plan {
-        id: format!("chatcmpl-emu{}", config_counter(&handle)),
+        id: format!("chatcmpl-emu{number}"),
         created: chrono::Utc::now().timestamp(),
         model,
         prompt_tokens: prompt_tokens(&request),
@@ -301,10 +301,6 @@ async fn chat_completions(
     }
 }
 
-fn config_counter(handle: &Handle) -> usize {
-    handle.lock().requests
-}
-
 fn take(counter: &mut u32) -> bool {
     if *counter > 0 {
         *counter -= 1;
@@ -325,14 +321,15 @@ fn error_response(
     (status, axum::Json(body)).into_response()
 }
 
-fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
+/// The 401 to send, if the bearer key is missing or wrong.
+fn check_auth(headers: &HeaderMap, expected: &str) -> Option<Response> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(key) if key == expected => Ok(()),
+        Some(key) if key == expected => None,
         Some(key) => {
             let shown: String = if key.chars().count() > 8 {
                 let head: String = key.chars().take(3).collect();
@@ -348,7 +345,7 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
             } else {
                 "***".into()
             };
-            Err(error_response(
+            Some(error_response(
                 StatusCode::UNAUTHORIZED,
                 &format!(
                     "Incorrect API key provided: {shown}. You can find your API key at \
@@ -359,7 +356,7 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
                 Some("invalid_api_key"),
             ))
         }
-        None => Err(error_response(
+        None => Some(error_response(
             StatusCode::UNAUTHORIZED,
             "You didn't provide an API key. You need to provide your API key in an Authorization \
              header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
@@ -370,10 +367,11 @@ fn check_auth(headers: &HeaderMap, expected: &str) -> Result<(), Response> {
     }
 }
 
-/// The 400s the real API returns for requests a client can get wrong by itself.
-fn validate(request: &Value) -> Result<(), Response> {
+/// The 400 the real API would send for this request, if any: the cases a client can get wrong
+/// by itself.
+fn validate(request: &Value) -> Option<Response> {
     let bad = |message: &str, param: &str| {
-        Err(error_response(
+        Some(error_response(
             StatusCode::BAD_REQUEST,
             message,
             "invalid_request_error",
@@ -471,7 +469,7 @@ fn validate(request: &Value) -> Result<(), Response> {
         }
         _ => {}
     }
-    Ok(())
+    None
 }
 
 fn prompt_tokens(request: &Value) -> u64 {
@@ -782,27 +780,17 @@ async fn json_response(plan: Plan, reply: partner::Reply) -> Response {
 }
 
 fn add_rate_limit_headers(h: &mut HeaderMap, request_id: &str) {
-    h.insert(
-        "x-ratelimit-limit-requests",
-        HeaderValue::from_static("10000"),
-    );
-    h.insert(
-        "x-ratelimit-remaining-requests",
-        HeaderValue::from_static("9999"),
-    );
-    h.insert(
-        "x-ratelimit-reset-requests",
-        HeaderValue::from_static("6ms"),
-    );
-    h.insert(
-        "x-ratelimit-limit-tokens",
-        HeaderValue::from_static("10000000"),
-    );
-    h.insert(
-        "x-ratelimit-remaining-tokens",
-        HeaderValue::from_static("9999000"),
-    );
-    h.insert("x-ratelimit-reset-tokens", HeaderValue::from_static("6ms"));
+    const RATE_LIMITS: [(&str, &str); 6] = [
+        ("x-ratelimit-limit-requests", "10000"),
+        ("x-ratelimit-remaining-requests", "9999"),
+        ("x-ratelimit-reset-requests", "6ms"),
+        ("x-ratelimit-limit-tokens", "10000000"),
+        ("x-ratelimit-remaining-tokens", "9999000"),
+        ("x-ratelimit-reset-tokens", "6ms"),
+    ];
+    for (name, value) in RATE_LIMITS {
+        h.insert(name, HeaderValue::from_static(value));
+    }
     if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
@@ -1111,7 +1099,12 @@ mod partner {
             let lang = self.lang;
             let qualifier = self.qualifier();
             let qualifying = previous.contains(qualifier.as_str());
-            match classify(said) {
+            let heard = match classify(said) {
+                // "About 3000 rupees" answers the qualifying question; it does not ask the price.
+                Said::Question(_) if qualifying && !said.contains(['?', '？']) => Said::Other,
+                heard => heard,
+            };
+            match heard {
                 Said::DoNotCall => self.conclude(Intent::DoNotCall, said, previous, None),
                 Said::WrongNumber => self.conclude(Intent::WrongNumber, said, previous, None),
                 Said::Callback => {
@@ -1250,7 +1243,8 @@ mod partner {
             sentences(&self.system)
                 .into_iter()
                 .filter_map(|s| strip_label(&s))
-                .filter(|s| !is_instruction(s) && (has_devanagari(s) == (self.lang == Lang::Hi)))
+                .filter(|s| !is_instruction(s) && !s.ends_with(['?', '？']))
+                .filter(|s| has_devanagari(s) == (self.lang == Lang::Hi))
                 .collect()
         }
 
@@ -1268,7 +1262,7 @@ mod partner {
         fn price(&self) -> String {
             self.fact_sentences()
                 .into_iter()
-                .find(|s| contains_any(&s.to_lowercase(), PRICE_FACT_WORDS))
+                .find(|s| s.contains('₹') || has(&normalize(s), PRICE_FACT_WORDS))
                 .unwrap_or_else(|| say(self.lang, PRICE).into())
         }
 
@@ -1498,335 +1492,92 @@ mod partner {
         Other,
     }
 
+    #[rustfmt::skip]
     const FILLERS: &[&str] = &[
-        "hmm",
-        "hm",
-        "hmmm",
-        "uh",
-        "um",
-        "umm",
-        "ah",
-        "huh",
-        "hello",
-        "hallo",
-        "helo",
-        "what",
-        "sorry",
-        "pardon",
-        "kya",
-        "हेलो",
-        "हैलो",
-        "क्या",
-        "हम्म",
-        "अं",
+        "hmm", "hm", "hmmm", "uh", "um", "umm", "ah", "huh", "hello", "hallo", "helo", "what",
+        "sorry", "pardon", "kya", "हेलो", "हैलो", "क्या", "हम्म", "अं",
     ];
+    #[rustfmt::skip]
     const DO_NOT_CALL: &[&str] = &[
-        "dont call",
-        "do not call",
-        "stop calling",
-        "never call",
-        "remove my number",
-        "remove me",
-        "take me off",
-        "unsubscribe",
-        "do not disturb",
-        "dnd",
-        "call mat",
-        "phone mat",
-        "कॉल मत",
-        "फोन मत",
-        "फ़ोन मत",
-        "परेशान मत",
+        "dont call", "do not call", "stop calling", "never call", "remove my number", "remove me",
+        "take me off", "unsubscribe", "do not disturb", "dnd", "call mat", "phone mat", "कॉल मत",
+        "फोन मत", "फ़ोन मत", "परेशान मत",
     ];
+    #[rustfmt::skip]
     const WRONG_NUMBER: &[&str] = &[
-        "wrong number",
-        "galat number",
-        "wrong person",
-        "no one by that name",
-        "nobody by that name",
-        "not the right person",
-        "गलत नंबर",
-        "ग़लत नंबर",
-        "रॉन्ग नंबर",
+        "wrong number", "galat number", "wrong person", "no one by that name",
+        "nobody by that name", "not the right person", "गलत नंबर", "ग़लत नंबर", "रॉन्ग नंबर",
     ];
     const BARE_WHO: &[&str] = &["who", "kaun", "kon", "कौन"];
+    #[rustfmt::skip]
     const CALLBACK: &[&str] = &[
-        "call me later",
-        "call later",
-        "call back",
-        "call me back",
-        "callback",
-        "call me tomorrow",
-        "call me in",
-        "call me at",
-        "call me after",
-        "call me on",
-        "later",
-        "tomorrow",
-        "busy",
-        "not now",
-        "not a good time",
-        "another time",
-        "some other time",
-        "in a meeting",
-        "driving",
-        "baad mein",
-        "baad me",
-        "baad main",
-        "bad me",
-        "abhi nahi",
-        "abhi nahin",
-        "abhi busy",
-        "kal",
-        "parso",
-        "parson",
-        "dobara call",
-        "phir se call",
-        "fir se call",
-        "बाद में",
-        "अभी नहीं",
-        "व्यस्त",
-        "बिज़ी",
-        "बिजी",
-        "कल",
-        "परसों",
-        "फिर से कॉल",
-        "दोबारा कॉल",
+        "call me later", "call later", "call back", "call me back", "callback", "call me tomorrow",
+        "call me in", "call me at", "call me after", "call me on", "later", "tomorrow", "busy",
+        "not now", "not a good time", "another time", "some other time", "in a meeting", "driving",
+        "baad mein", "baad me", "baad main", "bad me", "abhi nahi", "abhi nahin", "abhi busy",
+        "kal", "parso", "parson", "dobara call", "phir se call", "fir se call", "बाद में",
+        "अभी नहीं", "व्यस्त", "बिज़ी", "बिजी", "कल", "परसों", "फिर से कॉल", "दोबारा कॉल",
     ];
+    #[rustfmt::skip]
     const UNSURE: &[&str] = &[
-        "not sure",
-        "dont know",
-        "pata nahi",
-        "maybe",
-        "shayad",
-        "पता नहीं",
-        "शायद",
+        "not sure", "dont know", "pata nahi", "maybe", "shayad", "पता नहीं", "शायद",
     ];
+    #[rustfmt::skip]
     const STRONG_REFUSAL: &[&str] = &[
-        "not interested",
-        "no thanks",
-        "no thank you",
-        "nahi chahiye",
-        "nahin chahiye",
-        "interest nahi",
-        "interested nahi",
-        "interest nahin",
-        "dont want",
-        "do not want",
-        "not looking",
-        "not required",
-        "no need",
-        "zarurat nahi",
-        "jarurat nahi",
-        "नहीं चाहिए",
-        "रुचि नहीं",
-        "दिलचस्पी नहीं",
-        "ज़रूरत नहीं",
-        "जरूरत नहीं",
-        "इंटरेस्ट नहीं",
+        "not interested", "no thanks", "no thank you", "nahi chahiye", "nahin chahiye",
+        "interest nahi", "interested nahi", "interest nahin", "dont want", "do not want",
+        "not looking", "not required", "no need", "zarurat nahi", "jarurat nahi", "नहीं चाहिए",
+        "रुचि नहीं", "दिलचस्पी नहीं", "ज़रूरत नहीं", "जरूरत नहीं", "इंटरेस्ट नहीं",
     ];
+    #[rustfmt::skip]
     const WEAK_REFUSAL: &[&str] = &[
-        "no",
-        "nope",
-        "nah",
-        "nahi",
-        "nahin",
-        "na",
-        "नहीं",
-        "नही",
-        "ना",
+        "no", "nope", "nah", "nahi", "nahin", "na", "नहीं", "नही", "ना",
     ];
+    #[rustfmt::skip]
     const QUESTION_START: &[&str] = &[
-        "what",
-        "whats",
-        "how",
-        "why",
-        "which",
-        "where",
-        "when",
-        "who",
-        "is",
-        "are",
-        "does",
-        "can",
-        "could",
-        "kya",
-        "kaise",
-        "kitna",
-        "kitne",
-        "kitni",
-        "kaun",
-        "kyun",
-        "kyon",
-        "kab",
-        "kahan",
-        "क्या",
-        "कैसे",
-        "कितना",
-        "कितने",
-        "कितनी",
-        "कौन",
-        "क्यों",
-        "कब",
-        "कहाँ",
+        "what", "whats", "how", "why", "which", "where", "when", "who", "is", "are", "does", "can",
+        "could", "kya", "kaise", "kitna", "kitne", "kitni", "kaun", "kyun", "kyon", "kab", "kahan",
+        "क्या", "कैसे", "कितना", "कितने", "कितनी", "कौन", "क्यों", "कब", "कहाँ",
     ];
+    #[rustfmt::skip]
     const QUESTION_ANYWHERE: &[&str] = &[
-        "kya hai",
-        "kya he",
-        "kaun hai",
-        "kaun ho",
-        "kaun bol",
-        "kitna hai",
-        "what is this",
-        "क्या है",
-        "कितना है",
-        "कौन है",
-        "कौन हो",
-        "कौन बोल",
+        "kya hai", "kya he", "kaun hai", "kaun ho", "kaun bol", "kitna hai", "what is this",
+        "क्या है", "कितना है", "कौन है", "कौन हो", "कौन बोल",
     ];
+    #[rustfmt::skip]
     const PRICE_WORDS: &[&str] = &[
-        "price",
-        "cost",
-        "costs",
-        "charges",
-        "charge",
-        "fees",
-        "fee",
-        "rate",
-        "emi",
-        "how much",
-        "kitna",
-        "kitne",
-        "kitni",
-        "paisa",
-        "paise",
-        "rupees",
-        "rupaye",
-        "kimat",
-        "keemat",
-        "daam",
-        "कीमत",
-        "दाम",
-        "कितना",
-        "कितने",
-        "पैसे",
-        "रुपये",
-        "खर्च",
+        "price", "cost", "costs", "charges", "charge", "fees", "fee", "rate", "emi", "how much",
+        "kitna", "kitne", "kitni", "paisa", "paise", "rupees", "rupaye", "kimat", "keemat", "daam",
+        "कीमत", "दाम", "कितना", "कितने", "पैसे", "रुपये", "खर्च",
     ];
+    #[rustfmt::skip]
     const IDENTITY_WORDS: &[&str] = &[
-        "who are you",
-        "who is this",
-        "who is calling",
-        "kaun ho",
-        "kaun hai",
-        "kaun bol",
-        "which company",
-        "calling from",
-        "कौन हो",
-        "कौन है",
-        "कौन बोल",
+        "who are you", "who is this", "who is calling", "kaun ho", "kaun hai", "kaun bol",
+        "which company", "calling from", "कौन हो", "कौन है", "कौन बोल",
     ];
+    #[rustfmt::skip]
     const POSITIVE: &[&str] = &[
-        "yes",
-        "yeah",
-        "yep",
-        "yup",
-        "ya",
-        "sure",
-        "ok",
-        "okay",
-        "interested",
-        "tell me more",
-        "go ahead",
-        "sounds good",
-        "of course",
-        "why not",
-        "definitely",
-        "absolutely",
-        "haan",
-        "haa",
-        "han",
-        "ha",
-        "ji",
-        "haanji",
-        "bilkul",
-        "theek hai",
-        "thik hai",
-        "achha",
-        "accha",
-        "acha",
-        "batao",
-        "bataiye",
-        "bataye",
-        "boliye",
-        "bolo",
-        "zaroor",
-        "zarur",
-        "jarur",
-        "हाँ",
-        "हां",
-        "जी",
-        "हाँजी",
-        "ज़रूर",
-        "जरूर",
-        "बिल्कुल",
-        "बिलकुल",
-        "ठीक है",
-        "अच्छा",
-        "बताइए",
-        "बताइये",
-        "बताओ",
-        "बोलिए",
-        "इंटरेस्टेड",
+        "yes", "yeah", "yep", "yup", "ya", "sure", "ok", "okay", "interested", "tell me more",
+        "go ahead", "sounds good", "of course", "why not", "definitely", "absolutely", "haan",
+        "haa", "han", "ha", "ji", "haanji", "bilkul", "theek hai", "thik hai", "achha", "accha",
+        "acha", "batao", "bataiye", "bataye", "boliye", "bolo", "zaroor", "zarur", "jarur", "हाँ",
+        "हां", "जी", "हाँजी", "ज़रूर", "जरूर", "बिल्कुल", "बिलकुल", "ठीक है", "अच्छा", "बताइए",
+        "बताइये", "बताओ", "बोलिए", "इंटरेस्टेड",
     ];
+    #[rustfmt::skip]
     const MORE: &[&str] = &[
-        "tell me more",
-        "more",
-        "details",
-        "explain",
-        "batao",
-        "bataiye",
-        "bataye",
-        "jaankari",
-        "बताइए",
-        "बताइये",
-        "बताओ",
-        "जानकारी",
+        "tell me more", "more", "details", "explain", "batao", "bataiye", "bataye", "jaankari",
+        "बताइए", "बताइये", "बताओ", "जानकारी",
     ];
+    #[rustfmt::skip]
     const OFFER_WORDS: &[&str] = &[
-        "offer",
-        "we ",
-        "our ",
-        "provide",
-        "sell",
-        "scheme",
-        "plan",
-        "product",
-        "service",
-        "loan",
-        "policy",
-        "subsidy",
-        "हम",
-        "हमारी",
-        "हमारा",
-        "ऑफ़र",
-        "ऑफर",
-        "योजना",
+        "offer", "we ", "our ", "provide", "sell", "scheme", "plan", "product", "service", "loan",
+        "policy", "subsidy", "हम", "हमारी", "हमारा", "ऑफ़र", "ऑफर", "योजना",
     ];
+    #[rustfmt::skip]
     const PRICE_FACT_WORDS: &[&str] = &[
-        "₹",
-        "rs",
-        "rupee",
-        "price",
-        "cost",
-        "emi",
-        "per month",
-        "lakh",
-        "%",
-        "discount",
-        "कीमत",
-        "रुपये",
-        "₹",
+        "rs", "inr", "rupee", "rupees", "price", "prices", "cost", "costs", "emi", "per month",
+        "lakh", "discount", "कीमत", "रुपये", "रुपए",
     ];
 
     fn contains_any(text: &str, needles: &[&str]) -> bool {
@@ -1987,7 +1738,7 @@ mod partner {
     fn strip_label(sentence: &str) -> Option<String> {
         let s = sentence
             .trim_start_matches(|c: char| c == '-' || c == '*' || c == '•' || c.is_whitespace());
-        let s = match s.split_once(|c: char| c == '.' || c == ')') {
+        let s = match s.split_once(['.', ')']) {
             Some((n, rest)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) => rest,
             _ => s,
         }
@@ -1997,11 +1748,12 @@ mod partner {
             && !label.chars().any(|c| c.is_ascii_digit())
         {
             let label = label.trim().to_lowercase();
-            let no_fact = [
+            #[rustfmt::skip]
+            const NO_FACT: &[&str] = &[
                 "language", "time", "current", "now", "tool", "lead", "name", "phone", "campaign",
                 "caller", "agent", "voice", "date", "today",
             ];
-            if no_fact.iter().any(|w| label.contains(w)) {
+            if NO_FACT.iter().any(|w| label.contains(w)) {
                 return None;
             }
             return Some(rest.trim().to_string()).filter(|r| !r.is_empty());
@@ -2011,45 +1763,13 @@ mod partner {
 
     fn is_instruction(sentence: &str) -> bool {
         let l = sentence.to_lowercase();
+        #[rustfmt::skip]
         const STARTS: &[&str] = &[
-            "you ",
-            "your ",
-            "be ",
-            "keep",
-            "do not",
-            "don't",
-            "dont",
-            "always",
-            "never",
-            "use ",
-            "ask",
-            "if ",
-            "when ",
-            "reply",
-            "respond",
-            "speak",
-            "talk",
-            "call ",
-            "end ",
-            "record",
-            "say",
-            "greet",
-            "introduce",
-            "answer",
-            "follow",
-            "only",
-            "make sure",
-            "remember",
-            "note",
-            "the caller",
-            "the lead",
-            "the customer",
-            "qualif",
-            "collect",
-            "schedule",
-            "आप एक",
-            "हमेशा",
-            "कभी",
+            "you ", "your ", "be ", "keep", "do not", "don't", "dont", "always", "never", "use ",
+            "ask", "if ", "when ", "reply", "respond", "speak", "talk", "call ", "end ", "record",
+            "say", "greet", "introduce", "answer", "follow", "only", "make sure", "remember",
+            "note", "the caller", "the lead", "the customer", "qualif", "collect", "schedule",
+            "आप एक", "हमेशा", "कभी",
         ];
         STARTS.iter().any(|s| l.starts_with(s)) || l.contains('{')
     }
@@ -2113,15 +1833,9 @@ mod partner {
             .map(|(_, n)| *n)
     }
 
+    #[rustfmt::skip]
     const HOUR_UNITS: &[&str] = &[
-        "hour",
-        "hours",
-        "hr",
-        "hrs",
-        "ghante",
-        "ghanta",
-        "घंटे",
-        "घंटा",
+        "hour", "hours", "hr", "hrs", "ghante", "ghanta", "घंटे", "घंटा",
     ];
     const MINUTE_UNITS: &[&str] = &["min", "mins", "minute", "minutes", "minat", "मिनट"];
     const CLOCK_MARKERS: &[&str] = &["am", "pm", "baje", "बजे", "oclock", "o"];
@@ -2438,11 +2152,23 @@ mod schema {
         }
     }
 
-    /// Whether a nullable field should be `null` because the call did not establish it.
-    fn unknown(name: &str, facts: &Facts) -> bool {
+    /// Words of field names whose value the conversation always gives (see `string_for`).
+    #[rustfmt::skip]
+    const KNOWN_FIELDS: &[&str] = &[
+        "summary", "intent", "outcome", "disposition", "sentiment", "lang", "note", "reason",
+        "comment", "next", "action", "follow", "question", "objection", "score", "confidence",
+        "probability", "likelihood",
+    ];
+
+    /// Whether a nullable field of type `ty` should be `null` because the call did not
+    /// establish it: a callback time without a callback, a qualification field without an answer.
+    fn unknown(name: &str, ty: &str, facts: &Facts) -> bool {
         let n = name.to_lowercase();
         let is_time = n.contains("callback") || n.ends_with("_at") || n.contains("time");
-        (is_time && facts.callback_at.is_none()) || (n.contains("answer") && facts.answer.is_none())
+        let is_answer = matches!(ty, "string" | "number" | "integer")
+            && !is_time
+            && !KNOWN_FIELDS.iter().any(|w| n.contains(w));
+        (is_time && facts.callback_at.is_none()) || (is_answer && facts.answer.is_none())
     }
 
     fn fill_at(schema: &Value, name: &str, facts: &Facts, root: &Value, depth: u32) -> Value {
@@ -2461,13 +2187,14 @@ mod schema {
         }
         if let Some(options) = schema["anyOf"].as_array().or(schema["oneOf"].as_array()) {
             let nullable = options.iter().any(|o| o["type"] == "null");
-            if nullable && unknown(name, facts) {
-                return Value::Null;
-            }
             let chosen = options
                 .iter()
                 .find(|o| o["type"] != "null")
                 .or(options.first());
+            let ty = chosen.and_then(|o| o["type"].as_str()).unwrap_or("string");
+            if nullable && unknown(name, ty, facts) {
+                return Value::Null;
+            }
             return chosen.map_or(Value::Null, |o| fill_at(o, name, facts, root, depth + 1));
         }
         if let Some(values) = schema["enum"].as_array() {
@@ -2479,15 +2206,15 @@ mod schema {
             _ if schema.get("properties").is_some() => vec!["object"],
             _ => vec!["string"],
         };
-        if types.contains(&"null") && unknown(name, facts) {
-            return Value::Null;
-        }
-        match types
+        let ty = types
             .iter()
             .find(|t| **t != "null")
             .copied()
-            .unwrap_or("null")
-        {
+            .unwrap_or("null");
+        if types.contains(&"null") && unknown(name, ty, facts) {
+            return Value::Null;
+        }
+        match ty {
             "object" => {
                 let props = schema["properties"].as_object();
                 let out: Map<String, Value> = props
@@ -2549,7 +2276,7 @@ mod schema {
                 .unwrap_or(facts.now)
                 .to_rfc3339_opts(SecondsFormat::Secs, true);
         }
-        let text = if n.contains("summary") {
+        if n.contains("summary") {
             summary(facts)
         } else if n.contains("intent") || n.contains("outcome") || n.contains("disposition") {
             intent(facts).into()
@@ -2566,8 +2293,7 @@ mod schema {
         } else {
             // A qualification field ("monthly_bill"): what the caller answered.
             facts.answer.clone().unwrap_or_default()
-        };
-        text
+        }
     }
 
     fn number_for(name: &str, schema: &Value, facts: &Facts) -> Value {
