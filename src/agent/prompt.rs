@@ -33,7 +33,11 @@ fn lead_field(lead: Option<&Lead>, key: &str) -> Option<String> {
     let lead = lead?;
     match key {
         "name" => lead.name.clone(),
-        "first_name" => lead.name.as_deref().and_then(|n| n.split_whitespace().next()).map(str::to_string),
+        "first_name" => lead
+            .name
+            .as_deref()
+            .and_then(|n| n.split_whitespace().next())
+            .map(str::to_string),
         other => lead.attributes.get(other).cloned(),
     }
 }
@@ -89,7 +93,13 @@ pub fn system_prompt(campaign: &Campaign, lead: Option<&Lead>, now: DateTime<Utc
             .spec
             .qualification_fields
             .iter()
-            .map(|f| if f.description.is_empty() { f.name.clone() } else { format!("{} ({})", f.name, f.description) })
+            .map(|f| {
+                if f.description.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{} ({})", f.name, f.description)
+                }
+            })
             .collect();
         p.push_str(&fields.join("; "));
         p.push('\n');
@@ -126,9 +136,18 @@ mod tests {
     #[test]
     fn greeting_fills_lead_fields_and_tidies_missing_ones() {
         let t = "Namaste {name}, calling about solar in {city}. {unknown}";
-        assert_eq!(render_greeting(t, Some(&lead(Some("Asha")))), "Namaste Asha, calling about solar in Pune.");
-        assert_eq!(render_greeting(t, Some(&lead(None))), "Namaste, calling about solar in Pune.");
-        assert_eq!(render_greeting("नमस्ते {name} जी।", Some(&lead(Some("अमित")))), "नमस्ते अमित जी।");
+        assert_eq!(
+            render_greeting(t, Some(&lead(Some("Asha")))),
+            "Namaste Asha, calling about solar in Pune."
+        );
+        assert_eq!(
+            render_greeting(t, Some(&lead(None))),
+            "Namaste, calling about solar in Pune."
+        );
+        assert_eq!(
+            render_greeting("नमस्ते {name} जी।", Some(&lead(Some("अमित")))),
+            "नमस्ते अमित जी।"
+        );
         assert_eq!(render_greeting("Hello {name", None), "Hello {name");
     }
 }

@@ -6,22 +6,41 @@ use serde_json::{Value, json};
 use crate::providers::openai::{ToolCall, ToolSpec};
 use crate::store::QualificationField;
 
-pub const INTENTS: [&str; 5] = ["interested", "not_interested", "callback", "wrong_number", "do_not_call"];
+pub const INTENTS: [&str; 5] = [
+    "interested",
+    "not_interested",
+    "callback",
+    "wrong_number",
+    "do_not_call",
+];
 
 /// What a tool call asks of the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    EndCall { reason: String },
-    RecordOutcome { intent: String, notes: Option<String>, qualification: serde_json::Map<String, Value> },
-    ScheduleCallback { at: DateTime<Utc> },
+    EndCall {
+        reason: String,
+    },
+    RecordOutcome {
+        intent: String,
+        notes: Option<String>,
+        qualification: serde_json::Map<String, Value>,
+    },
+    ScheduleCallback {
+        at: DateTime<Utc>,
+    },
     /// A call the model got wrong; the error goes back to it as the tool result.
-    Invalid { error: String },
+    Invalid {
+        error: String,
+    },
 }
 
 pub fn specs(fields: &[QualificationField]) -> Vec<ToolSpec> {
     let mut props = serde_json::Map::new();
     for f in fields {
-        props.insert(f.name.clone(), json!({"type": f.kind, "description": f.description}));
+        props.insert(
+            f.name.clone(),
+            json!({"type": f.kind, "description": f.description}),
+        );
     }
     vec![
         ToolSpec {
@@ -50,26 +69,48 @@ pub fn specs(fields: &[QualificationField]) -> Vec<ToolSpec> {
 
 /// Reads a tool call; bad arguments become `Invalid` (told to the model, never a panic).
 pub fn parse(call: &ToolCall) -> Action {
-    let args: Value = match serde_json::from_str(if call.arguments_json.trim().is_empty() { "{}" } else { &call.arguments_json }) {
+    let args: Value = match serde_json::from_str(if call.arguments_json.trim().is_empty() {
+        "{}"
+    } else {
+        &call.arguments_json
+    }) {
         Ok(v) => v,
-        Err(e) => return Action::Invalid { error: format!("arguments are not JSON: {e}") },
+        Err(e) => {
+            return Action::Invalid {
+                error: format!("arguments are not JSON: {e}"),
+            };
+        }
     };
     let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
     match call.name.as_str() {
-        "end_call" => Action::EndCall { reason: text("reason").unwrap_or_else(|| "done".into()) },
+        "end_call" => Action::EndCall {
+            reason: text("reason").unwrap_or_else(|| "done".into()),
+        },
         "record_outcome" => match text("intent") {
             Some(i) if INTENTS.contains(&i.as_str()) => Action::RecordOutcome {
                 intent: i,
                 notes: text("notes"),
-                qualification: args.get("qualification").and_then(Value::as_object).cloned().unwrap_or_default(),
+                qualification: args
+                    .get("qualification")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
             },
-            other => Action::Invalid { error: format!("intent must be one of {INTENTS:?}, got {other:?}") },
+            other => Action::Invalid {
+                error: format!("intent must be one of {INTENTS:?}, got {other:?}"),
+            },
         },
         "schedule_callback" => match text("at").map(|t| DateTime::parse_from_rfc3339(&t)) {
-            Some(Ok(t)) => Action::ScheduleCallback { at: t.with_timezone(&Utc) },
-            _ => Action::Invalid { error: "`at` must be an RFC 3339 time".into() },
+            Some(Ok(t)) => Action::ScheduleCallback {
+                at: t.with_timezone(&Utc),
+            },
+            _ => Action::Invalid {
+                error: "`at` must be an RFC 3339 time".into(),
+            },
         },
-        other => Action::Invalid { error: format!("unknown tool `{other}`") },
+        other => Action::Invalid {
+            error: format!("unknown tool `{other}`"),
+        },
     }
 }
 
@@ -78,20 +119,38 @@ mod tests {
     use super::*;
 
     fn call(name: &str, args: &str) -> ToolCall {
-        ToolCall { id: "c1".into(), name: name.into(), arguments_json: args.into() }
+        ToolCall {
+            id: "c1".into(),
+            name: name.into(),
+            arguments_json: args.into(),
+        }
     }
 
     #[test]
     fn tool_calls_parse_into_actions() {
-        assert_eq!(parse(&call("end_call", r#"{"reason":"done"}"#)), Action::EndCall { reason: "done".into() });
-        let Action::RecordOutcome { intent, qualification, .. } =
-            parse(&call("record_outcome", r#"{"intent":"interested","qualification":{"budget":"2L"}}"#))
+        assert_eq!(
+            parse(&call("end_call", r#"{"reason":"done"}"#)),
+            Action::EndCall {
+                reason: "done".into()
+            }
+        );
+        let Action::RecordOutcome {
+            intent,
+            qualification,
+            ..
+        } = parse(&call(
+            "record_outcome",
+            r#"{"intent":"interested","qualification":{"budget":"2L"}}"#,
+        ))
         else {
             panic!()
         };
         assert_eq!(intent, "interested");
         assert_eq!(qualification["budget"], "2L");
-        let Action::ScheduleCallback { at } = parse(&call("schedule_callback", r#"{"at":"2026-11-26T17:00:00+05:30"}"#)) else {
+        let Action::ScheduleCallback { at } = parse(&call(
+            "schedule_callback",
+            r#"{"at":"2026-11-26T17:00:00+05:30"}"#,
+        )) else {
             panic!()
         };
         assert_eq!(at.to_rfc3339(), "2026-11-26T11:30:00+00:00");
@@ -99,9 +158,21 @@ mod tests {
 
     #[test]
     fn bad_tool_calls_are_invalid_not_panics() {
-        assert!(matches!(parse(&call("record_outcome", r#"{"intent":"maybe"}"#)), Action::Invalid { .. }));
-        assert!(matches!(parse(&call("schedule_callback", r#"{"at":"tomorrow"}"#)), Action::Invalid { .. }));
-        assert!(matches!(parse(&call("dance", "{}")), Action::Invalid { .. }));
-        assert!(matches!(parse(&call("end_call", "{not json")), Action::Invalid { .. }));
+        assert!(matches!(
+            parse(&call("record_outcome", r#"{"intent":"maybe"}"#)),
+            Action::Invalid { .. }
+        ));
+        assert!(matches!(
+            parse(&call("schedule_callback", r#"{"at":"tomorrow"}"#)),
+            Action::Invalid { .. }
+        ));
+        assert!(matches!(
+            parse(&call("dance", "{}")),
+            Action::Invalid { .. }
+        ));
+        assert!(matches!(
+            parse(&call("end_call", "{not json")),
+            Action::Invalid { .. }
+        ));
     }
 }

@@ -5,11 +5,36 @@
 pub fn backchannels(language: &str) -> &'static [&'static str] {
     if language.starts_with("hi") || language == "multi" {
         &[
-            "haan", "haa", "han", "ha", "hmm", "hm", "mm", "ok", "okay", "ji", "accha", "acha",
-            "achha", "theek", "thik", "right", "yes", "yeah", "हाँ", "हां", "जी", "अच्छा", "ठीक", "हम्म",
+            "haan",
+            "haa",
+            "han",
+            "ha",
+            "hmm",
+            "hm",
+            "mm",
+            "ok",
+            "okay",
+            "ji",
+            "accha",
+            "acha",
+            "achha",
+            "theek",
+            "thik",
+            "right",
+            "yes",
+            "yeah",
+            "हाँ",
+            "हां",
+            "जी",
+            "अच्छा",
+            "ठीक",
+            "हम्म",
         ]
     } else {
-        &["hmm", "hm", "mm", "mhm", "uh", "huh", "ok", "okay", "right", "yes", "yeah", "yep", "sure", "haan", "ji", "accha"]
+        &[
+            "hmm", "hm", "mm", "mhm", "uh", "huh", "ok", "okay", "right", "yes", "yeah", "yep",
+            "sure", "haan", "ji", "accha",
+        ]
     }
 }
 
@@ -38,7 +63,13 @@ mod tests {
             assert!(is_backchannel(t, "hi-IN"), "{t}");
         }
         assert!(is_backchannel("uh huh", "en-IN"));
-        for t in ["wait, what is this about", "no", "haan but I am busy", "", "stop"] {
+        for t in [
+            "wait, what is this about",
+            "no",
+            "haan but I am busy",
+            "",
+            "stop",
+        ] {
             assert!(!is_backchannel(t, "hi-IN"), "{t}");
         }
     }

@@ -16,7 +16,9 @@ use crate::agent::tools::{self, Action};
 use crate::agent::{prompt, turns};
 use crate::providers::deepgram::{SttEvent, SttEvents, SttSession};
 use crate::providers::elevenlabs::{ContextId, TtsEvent, TtsSession};
-use crate::providers::openai::{ChatRequest, ChatStream, LlmError, LlmEvent, Message, OpenAiClient, ToolCall};
+use crate::providers::openai::{
+    ChatRequest, ChatStream, LlmError, LlmEvent, Message, OpenAiClient, ToolCall,
+};
 use crate::store::{Campaign, Lead, TranscriptTurn};
 use crate::telephony::carrier::{CarrierCommand, CarrierEvent};
 
@@ -103,11 +105,22 @@ struct AgentTurn {
 
 impl AgentTurn {
     fn text(&self) -> String {
-        self.phrases.iter().map(|p| p.0.as_str()).collect::<String>().trim().to_string()
+        self.phrases
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<String>()
+            .trim()
+            .to_string()
     }
 
     fn heard_text(&self) -> String {
-        self.phrases.iter().filter(|p| p.3).map(|p| p.0.as_str()).collect::<String>().trim().to_string()
+        self.phrases
+            .iter()
+            .filter(|p| p.3)
+            .map(|p| p.0.as_str())
+            .collect::<String>()
+            .trim()
+            .to_string()
     }
 }
 
@@ -248,6 +261,7 @@ pub async fn run(
             }
             _ = sleep_opt(hangup_due) => break,
         }
+        call.finish_if_played().await;
         if call.ready_to_hang_up() {
             call.send_hangup_mark().await;
         }
@@ -290,7 +304,8 @@ impl Call {
         match ev {
             SttEvent::SpeechStarted { .. } => {
                 self.caller_speaking = true;
-                self.caller_started_ms.get_or_insert(self.ms(Instant::now()));
+                self.caller_started_ms
+                    .get_or_insert(self.ms(Instant::now()));
                 self.last_activity = Instant::now();
             }
             SttEvent::Transcript(t) => {
@@ -301,10 +316,22 @@ impl Call {
                     return;
                 }
                 self.last_activity = Instant::now();
-                self.caller_started_ms.get_or_insert(self.ms(Instant::now()));
+                self.caller_started_ms
+                    .get_or_insert(self.ms(Instant::now()));
+                // Barge-in: real words (not a backchannel) while the agent talks or thinks. An
+                // interim's last word may still be growing ("h", "ha", "haan"), so only the
+                // words before it count; a final counts whole.
                 let pending = format!("{} {}", self.heard, t.text);
-                // Barge-in: real words (not a backchannel) while the agent talks or thinks.
-                if self.agent_busy() && self.ending.is_none() && !turns::is_backchannel(&pending, &self.language) {
+                let mut words = turns::words(&pending);
+                if !t.is_final {
+                    words.pop();
+                }
+                let spoken = words.join(" ");
+                if self.agent_busy()
+                    && self.ending.is_none()
+                    && !spoken.is_empty()
+                    && !turns::is_backchannel(&spoken, &self.language)
+                {
                     self.interrupt().await;
                 }
                 if t.is_final {
@@ -322,7 +349,11 @@ impl Call {
                 }
             }
             SttEvent::Reconnected { attempts, replayed } => {
-                tracing::warn!(attempts, replayed_ms = replayed.as_millis() as u64, "STT reconnected");
+                tracing::warn!(
+                    attempts,
+                    replayed_ms = replayed.as_millis() as u64,
+                    "STT reconnected"
+                );
             }
             SttEvent::Closed { code, reason } => {
                 tracing::warn!(?code, %reason, "STT closed");
@@ -345,9 +376,14 @@ impl Call {
             self.caller_started_ms = None;
             return;
         }
-        let stt_ms = self.last_voiced_at.map(|t| now.saturating_duration_since(t).as_millis() as i32);
+        let stt_ms = self
+            .last_voiced_at
+            .map(|t| now.saturating_duration_since(t).as_millis() as i32);
         let seq = self.next_seq();
-        let started_ms = self.caller_started_ms.take().unwrap_or_else(|| self.ms(now));
+        let started_ms = self
+            .caller_started_ms
+            .take()
+            .unwrap_or_else(|| self.ms(now));
         self.writer.send(Write::Turn(TranscriptTurn {
             call_id: self.setup.call_id,
             seq,
@@ -376,7 +412,9 @@ impl Call {
 
     /// Starts an agent turn answered by the model.
     async fn respond(&mut self, caller_done_at: Option<Instant>, stt_ms: Option<i32>) {
-        let Some(mut turn) = self.start_turn(caller_done_at).await else { return };
+        let Some(mut turn) = self.start_turn(caller_done_at).await else {
+            return;
+        };
         turn.stt_ms = stt_ms;
         turn.llm = Some(self.ask_model());
         turn.llm_started = Instant::now();
@@ -392,7 +430,11 @@ impl Call {
             response_format: None,
         };
         let deadline = Instant::now() + self.tuning.first_token_deadline;
-        self.llm.stream_chat(&request, deadline, &tokio_util::sync::CancellationToken::new())
+        self.llm.stream_chat(
+            &request,
+            deadline,
+            &tokio_util::sync::CancellationToken::new(),
+        )
     }
 
     async fn start_turn(&mut self, caller_done_at: Option<Instant>) -> Option<AgentTurn> {
@@ -400,7 +442,8 @@ impl Call {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "TTS turn could not start");
-                self.ending.get_or_insert(Ending::ProviderFailed(format!("text-to-speech: {e}")));
+                self.ending
+                    .get_or_insert(Ending::ProviderFailed(format!("text-to-speech: {e}")));
                 return None;
             }
         };
@@ -436,7 +479,9 @@ impl Call {
             self.ending.get_or_insert(e);
         }
         self.finish_agent_turn(false).await;
-        let Some(mut turn) = self.start_turn(None).await else { return };
+        let Some(mut turn) = self.start_turn(None).await else {
+            return;
+        };
         turn.end_after = self.ending.is_some();
         self.agent = Some(turn);
         self.send_phrase(&format!("{} ", text.trim())).await;
@@ -445,10 +490,13 @@ impl Call {
     }
 
     async fn send_phrase(&mut self, phrase: &str) {
-        let Some(turn) = self.agent.as_mut() else { return };
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
         turn.chars_sent += phrase.chars().count();
         let mark = format!("t{}-p{}", turn.seq, turn.phrases.len() + 1);
-        turn.phrases.push((phrase.to_string(), turn.chars_sent, mark, false));
+        turn.phrases
+            .push((phrase.to_string(), turn.chars_sent, mark, false));
         turn.text_sent_at.get_or_insert(Instant::now());
         if let Err(e) = self.tts.send_text(phrase).await {
             tracing::warn!(error = %e, "TTS refused text");
@@ -456,7 +504,9 @@ impl Call {
     }
 
     async fn flush_turn(&mut self) {
-        let Some(turn) = self.agent.as_mut() else { return };
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
         if turn.flushed {
             return;
         }
@@ -472,7 +522,9 @@ impl Call {
     }
 
     async fn on_llm(&mut self, ev: Option<Result<LlmEvent, LlmError>>) {
-        let Some(turn) = self.agent.as_mut() else { return };
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
         match ev {
             Some(Ok(LlmEvent::Token(t))) => {
                 turn.llm_ttft.get_or_insert(turn.llm_started.elapsed());
@@ -494,12 +546,16 @@ impl Call {
     /// The model's reply is complete: speak the rest, run every tool call, ask once more only
     /// if the reply said nothing.
     async fn model_reply_done(&mut self) {
-        let Some(turn) = self.agent.as_mut() else { return };
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
         turn.llm = None;
         if let Some(rest) = turn.splitter.finish() {
             self.send_phrase(&rest).await;
         }
-        let Some(turn) = self.agent.as_mut() else { return };
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
         let calls = std::mem::take(&mut turn.tool_calls);
         let said = turn.text();
         if calls.is_empty() {
@@ -509,10 +565,14 @@ impl Call {
             self.flush_turn().await;
             return;
         }
-        self.history.push(Message::assistant_tool_calls((!said.is_empty()).then_some(said.clone()), calls.clone()));
+        self.history.push(Message::assistant_tool_calls(
+            (!said.is_empty()).then_some(said.clone()),
+            calls.clone(),
+        ));
         for call in &calls {
             let result = self.run_tool(call);
-            self.history.push(Message::tool_result(call.id.clone(), result));
+            self.history
+                .push(Message::tool_result(call.id.clone(), result));
         }
         let turn = self.agent.as_mut().expect("turn is live");
         if said.is_empty() && turn.follow_ups == 0 {
@@ -538,13 +598,26 @@ impl Call {
                 }
                 "ok: the call will end after your last sentence".into()
             }
-            Action::RecordOutcome { intent, notes, qualification } => {
-                self.writer.send(Write::Outcome { intent: intent.clone(), qualification, summary: notes, at: now });
+            Action::RecordOutcome {
+                intent,
+                notes,
+                qualification,
+            } => {
+                self.writer.send(Write::Outcome {
+                    intent: intent.clone(),
+                    qualification,
+                    summary: notes,
+                    at: now,
+                });
                 format!("recorded: {intent}")
             }
             Action::ScheduleCallback { at } => {
                 if let Some(lead) = &self.setup.lead {
-                    self.writer.send(Write::Callback { lead_id: lead.id, at, now });
+                    self.writer.send(Write::Callback {
+                        lead_id: lead.id,
+                        at,
+                        now,
+                    });
                 }
                 format!("callback scheduled for {}", at.to_rfc3339())
             }
@@ -562,11 +635,16 @@ impl Call {
             } else {
                 "Sorry, I am having trouble right now. We will call you back later. Goodbye."
             };
-            self.say(bye, Some(Ending::ProviderFailed(e.to_string()))).await;
+            self.say(bye, Some(Ending::ProviderFailed(e.to_string())))
+                .await;
             return;
         }
         // A short filler instead of silence, then one more try.
-        let filler = if hindi { "एक पल दीजिए।" } else { "Sorry, one moment please." };
+        let filler = if hindi {
+            "एक पल दीजिए।"
+        } else {
+            "Sorry, one moment please."
+        };
         let caller_done_at = self.agent.as_ref().and_then(|a| a.caller_done_at);
         self.say(filler, None).await;
         if let Some(t) = self.agent.as_mut() {
@@ -583,8 +661,14 @@ impl Call {
 
     async fn on_tts(&mut self, ev: TtsEvent) {
         match ev {
-            TtsEvent::Audio { context, pcm, alignment } => {
-                let Some(turn) = self.agent.as_mut() else { return };
+            TtsEvent::Audio {
+                context,
+                pcm,
+                alignment,
+            } => {
+                let Some(turn) = self.agent.as_mut() else {
+                    return;
+                };
                 if turn.context != context {
                     return; // a cancelled turn's late audio
                 }
@@ -595,25 +679,28 @@ impl Call {
                 // A mark right after the chunk that completes each phrase.
                 if let Some(a) = alignment {
                     turn.chars_aligned += a.chars.len();
-                    while turn.marks_placed < turn.phrases.len() && turn.phrases[turn.marks_placed].1 <= turn.chars_aligned {
-                        self.playout.end_phrase(turn.phrases[turn.marks_placed].2.clone());
+                    while turn.marks_placed < turn.phrases.len()
+                        && turn.phrases[turn.marks_placed].1 <= turn.chars_aligned
+                    {
+                        self.playout
+                            .end_phrase(turn.phrases[turn.marks_placed].2.clone());
                         turn.marks_placed += 1;
                     }
                 }
             }
             TtsEvent::TurnDone { context, .. } => {
-                let Some(turn) = self.agent.as_mut() else { return };
+                let Some(turn) = self.agent.as_mut() else {
+                    return;
+                };
                 if turn.context != context {
                     return;
                 }
                 while turn.marks_placed < turn.phrases.len() {
-                    self.playout.end_phrase(turn.phrases[turn.marks_placed].2.clone());
+                    self.playout
+                        .end_phrase(turn.phrases[turn.marks_placed].2.clone());
                     turn.marks_placed += 1;
                 }
                 turn.tts_done = true;
-                if turn.llm.is_none() {
-                    self.finish_agent_turn(false).await;
-                }
             }
             TtsEvent::Error { error, .. } => {
                 tracing::warn!(?error, "TTS error");
@@ -642,6 +729,26 @@ impl Call {
         false
     }
 
+    /// An agent turn is over once it has been generated and played (every mark echoed), or,
+    /// should the carrier never echo, a moment after its audio must have finished.
+    async fn finish_if_played(&mut self) {
+        let Some(turn) = self.agent.as_ref() else {
+            return;
+        };
+        if !turn.tts_done || turn.llm.is_some() {
+            return;
+        }
+        let all_heard = turn.phrases.iter().all(|p| p.3);
+        let now = Instant::now();
+        let silent_for_long = self
+            .playout
+            .is_idle((now - Duration::from_millis(1500)).into_std())
+            && self.playout.is_idle(now.into_std());
+        if all_heard || silent_for_long {
+            self.finish_agent_turn(false).await;
+        }
+    }
+
     /// Barge-in: stop the agent's audio, cancel the model and TTS, and keep in the history only
     /// what the caller heard.
     async fn interrupt(&mut self) {
@@ -663,8 +770,14 @@ impl Call {
 
     /// Persists the agent turn (trimmed to what was heard if interrupted) and forgets it.
     async fn finish_agent_turn(&mut self, interrupted: bool) {
-        let Some(turn) = self.agent.take() else { return };
-        let text = if interrupted { turn.heard_text() } else { turn.text() };
+        let Some(turn) = self.agent.take() else {
+            return;
+        };
+        let text = if interrupted {
+            turn.heard_text()
+        } else {
+            turn.text()
+        };
         if interrupted {
             // The model must not believe it said what the caller never heard.
             if let Some(Message::Assistant { .. }) = self.history.last() {
@@ -682,7 +795,8 @@ impl Call {
             (Some(a), Some(b)) => Some(b.saturating_duration_since(a).as_millis() as i32),
             _ => None,
         };
-        let added = v2v.map(|v| v - ms(turn.llm_ttft).unwrap_or(0) - ms(turn.tts_first).unwrap_or(0));
+        let added =
+            v2v.map(|v| v - ms(turn.llm_ttft).unwrap_or(0) - ms(turn.tts_first).unwrap_or(0));
         self.writer.send(Write::Turn(TranscriptTurn {
             call_id: self.setup.call_id,
             seq: turn.seq,
@@ -703,7 +817,11 @@ impl Call {
     }
 
     fn silence_deadline(&self) -> Option<Instant> {
-        if self.ending.is_some() || self.caller_speaking || self.agent_busy() || !self.heard.is_empty() {
+        if self.ending.is_some()
+            || self.caller_speaking
+            || self.agent_busy()
+            || !self.heard.is_empty()
+        {
             return None;
         }
         Some(self.last_activity.max(self.playout_done_at()) + self.tuning.silence_timeout)
@@ -718,10 +836,18 @@ impl Call {
         let hindi = self.language.starts_with("hi");
         if !self.prompted_for_silence {
             self.prompted_for_silence = true;
-            let prompt = if hindi { "क्या आप मुझे सुन पा रहे हैं?" } else { "Hello, are you still there?" };
+            let prompt = if hindi {
+                "क्या आप मुझे सुन पा रहे हैं?"
+            } else {
+                "Hello, are you still there?"
+            };
             self.say(prompt, None).await;
         } else {
-            let bye = if hindi { "कोई बात नहीं, हम बाद में बात करेंगे। धन्यवाद।" } else { "No problem, we will talk another time. Goodbye." };
+            let bye = if hindi {
+                "कोई बात नहीं, हम बाद में बात करेंगे। धन्यवाद।"
+            } else {
+                "No problem, we will talk another time. Goodbye."
+            };
             self.say(bye, Some(Ending::Silence)).await;
         }
     }
@@ -731,7 +857,11 @@ impl Call {
             return;
         }
         let hindi = self.language.starts_with("hi");
-        let bye = if hindi { "धन्यवाद, हम आपसे फिर संपर्क करेंगे।" } else { "Thank you for your time. Goodbye." };
+        let bye = if hindi {
+            "धन्यवाद, हम आपसे फिर संपर्क करेंगे।"
+        } else {
+            "Thank you for your time. Goodbye."
+        };
         self.interrupt().await;
         self.say(bye, Some(why)).await;
     }

@@ -129,7 +129,8 @@ impl Playout {
     /// Drops everything not yet sent. Returns whether audio was still queued here or playing at
     /// the carrier — only then is a `clear` worth sending.
     pub fn clear(&mut self, now: Instant) -> bool {
-        let queued = self.queue.iter().any(|i| matches!(i, Item::Audio(_))) || !self.pending.is_empty();
+        let queued =
+            self.queue.iter().any(|i| matches!(i, Item::Audio(_))) || !self.pending.is_empty();
         let playing = self.play_until.is_some_and(|u| u > now);
         self.queue.clear();
         self.pending.clear();
@@ -180,7 +181,9 @@ mod tests {
         p.push_audio(&vec![1u8; 1500]);
         p.end_phrase("t1-p1");
         let t0 = Instant::now();
-        let all: Vec<CarrierCommand> = (0..20).flat_map(|i| p.pop_due(t0 + Duration::from_millis(100 * i))).collect();
+        let all: Vec<CarrierCommand> = (0..20)
+            .flat_map(|i| p.pop_due(t0 + Duration::from_millis(100 * i)))
+            .collect();
         // 4702 bytes: two whole frames, then 1502 padded up to 1600 (a 320 multiple).
         assert_eq!(sizes(&all), ["1600", "1600", "1600", "mark:t1-p1"]);
         for c in &all {
@@ -205,7 +208,10 @@ mod tests {
         let mut sent = 4;
         for ms in (150..=1000).step_by(50) {
             let due = p.pop_due(t0 + Duration::from_millis(ms));
-            sent += due.iter().filter(|c| matches!(c, CarrierCommand::Media(_))).count();
+            sent += due
+                .iter()
+                .filter(|c| matches!(c, CarrierCommand::Media(_)))
+                .count();
             let ahead = sent as i64 * 100 - ms as i64;
             assert!(ahead <= 300, "{ahead} ms ahead at {ms}");
         }
@@ -221,7 +227,10 @@ mod tests {
         p.end_phrase("m");
         p.pop_due(t0);
         assert!(p.clear(t0 + Duration::from_millis(10)));
-        assert!(p.pop_due(t0 + Duration::from_secs(1)).is_empty(), "nothing left after clear");
+        assert!(
+            p.pop_due(t0 + Duration::from_secs(1)).is_empty(),
+            "nothing left after clear"
+        );
         p.push_audio(&vec![0u8; 1600]);
         p.end_phrase("m2");
         p.pop_due(t0 + Duration::from_secs(2));

@@ -13,8 +13,17 @@ use crate::store::{Store, TranscriptTurn};
 #[derive(Debug, Clone)]
 pub enum Write {
     Turn(TranscriptTurn),
-    Outcome { intent: String, qualification: Map<String, Value>, summary: Option<String>, at: DateTime<Utc> },
-    Callback { lead_id: i64, at: DateTime<Utc>, now: DateTime<Utc> },
+    Outcome {
+        intent: String,
+        qualification: Map<String, Value>,
+        summary: Option<String>,
+        at: DateTime<Utc>,
+    },
+    Callback {
+        lead_id: i64,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    },
 }
 
 #[derive(Clone)]
@@ -32,16 +41,32 @@ impl Writer {
                 for attempt in 1..=3 {
                     let result = match &write {
                         Write::Turn(t) => store.add_turn(t, Utc::now()).await,
-                        Write::Outcome { intent, qualification, summary, at } => {
-                            store.record_call_outcome(call_id, intent, qualification, summary.as_deref(), *at).await
+                        Write::Outcome {
+                            intent,
+                            qualification,
+                            summary,
+                            at,
+                        } => {
+                            store
+                                .record_call_outcome(
+                                    call_id,
+                                    intent,
+                                    qualification,
+                                    summary.as_deref(),
+                                    *at,
+                                )
+                                .await
                         }
-                        Write::Callback { lead_id, at, now } => store.set_lead_callback(*lead_id, *at, *now).await,
+                        Write::Callback { lead_id, at, now } => {
+                            store.set_lead_callback(*lead_id, *at, *now).await
+                        }
                     };
                     match result {
                         Ok(()) => break,
                         Err(e) if attempt < 3 => {
                             tracing::warn!(call_id, error = %e, attempt, "call write failed; retrying");
-                            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                            tokio::time::sleep(std::time::Duration::from_millis(100 * attempt))
+                                .await;
                         }
                         Err(e) => tracing::error!(call_id, error = %e, ?write, "call write lost"),
                     }

@@ -30,7 +30,9 @@ use crate::providers::deepgram::ListenOptions;
 use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate, NewLead};
-use crate::telephony::carrier::{CarrierCommand, CarrierEvent, CarrierProtocol, Exotel, StreamStart};
+use crate::telephony::carrier::{
+    CarrierCommand, CarrierEvent, CarrierProtocol, Exotel, StreamStart,
+};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/media", get(upgrade))
@@ -38,14 +40,21 @@ pub fn routes() -> Router<AppState> {
 
 fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
     let secret = state.settings.webhook_secret.expose().as_bytes();
-    if query.get("secret").is_some_and(|s| constant_time_eq(s.as_bytes(), secret)) {
+    if query
+        .get("secret")
+        .is_some_and(|s| constant_time_eq(s.as_bytes(), secret))
+    {
         return true;
     }
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
         .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|pair| pair.split_once(':').map(|(_, p)| p.to_string()))
         .is_some_and(|password| constant_time_eq(password.as_bytes(), secret))
@@ -58,7 +67,11 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if !authorized(&state, &query, &headers) {
-        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong media secret");
+        return error_response(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong media secret",
+        );
     }
     let tasks = state.tasks.clone();
     ws.on_upgrade(move |socket| tasks.track_future(handle(socket, state, query)))
@@ -103,7 +116,11 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     // Both provider sockets at once, before anything is said.
     let language = setup.campaign.spec.language.clone();
     let options = ListenOptions {
-        language: if language.starts_with("hi") { "multi".into() } else { language.clone() },
+        language: if language.starts_with("hi") {
+            "multi".into()
+        } else {
+            language.clone()
+        },
         sample_rate: start.sample_rate,
         endpointing_ms: Some(300),
         ..ListenOptions::default()
@@ -111,7 +128,10 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let mut tts_config = match state.providers.tts.clone() {
         Some(c) => c,
         None => {
-            tracing::error!(call_id, "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)");
+            tracing::error!(
+                call_id,
+                "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)"
+            );
             let _ = sink.close().await;
             return;
         }
@@ -129,16 +149,28 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         (s, t) => {
             let why = format!("stt: {:?}, tts: {:?}", s.err(), t.err());
             tracing::error!(call_id, %why, "providers unavailable: hanging up");
-            let update = CarrierUpdate { error: Some(why), ..Default::default() };
-            let _ = state.store.update_call_carrier(call_id, &update, state.clock.now()).await;
+            let update = CarrierUpdate {
+                error: Some(why),
+                ..Default::default()
+            };
+            let _ = state
+                .store
+                .update_call_carrier(call_id, &update, state.clock.now())
+                .await;
             let _ = sink.close().await;
             return;
         }
     };
-    let _ = state.store.stream_started(call_id, &start.stream_sid, state.clock.now()).await;
+    let _ = state
+        .store
+        .stream_started(call_id, &start.stream_sid, state.clock.now())
+        .await;
     let snapshot = json!({"call_id": call_id, "campaign_id": setup.campaign.id, "state": "live",
         "stream_sid": start.stream_sid, "started_at": Utc::now()});
-    let _ = state.sessions.put(&call_id.to_string(), &snapshot, Duration::from_secs(3600)).await;
+    let _ = state
+        .sessions
+        .put(&call_id.to_string(), &snapshot, Duration::from_secs(3600))
+        .await;
 
     // Carrier socket ↔ channels: the call task never touches the socket.
     let (in_tx, in_rx) = mpsc::channel::<CarrierEvent>(256);
@@ -197,10 +229,17 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
 }
 
 /// Finds the call a stream belongs to, or records an inbound one.
-async fn correlate(state: &AppState, start: &StreamStart, query: &HashMap<String, String>) -> Result<CallSetup, String> {
+async fn correlate(
+    state: &AppState,
+    start: &StreamStart,
+    query: &HashMap<String, String>,
+) -> Result<CallSetup, String> {
     let store = &state.store;
     let mut call = match &start.call_sid {
-        Some(sid) => store.find_call_by_sid(sid).await.map_err(|e| e.to_string())?,
+        Some(sid) => store
+            .find_call_by_sid(sid)
+            .await
+            .map_err(|e| e.to_string())?,
         None => None,
     };
     if call.is_none() {
@@ -223,12 +262,19 @@ async fn correlate(state: &AppState, start: &StreamStart, query: &HashMap<String
         None => inbound_call(state, start).await?,
     };
     let campaign_id = call.campaign_id.ok_or("call has no campaign")?;
-    let campaign = store.get_campaign(campaign_id).await.map_err(|e| e.to_string())?;
+    let campaign = store
+        .get_campaign(campaign_id)
+        .await
+        .map_err(|e| e.to_string())?;
     let lead = match call.lead_id {
         Some(id) => store.get_lead(id).await.ok(),
         None => None,
     };
-    Ok(CallSetup { call_id: call.id, campaign, lead })
+    Ok(CallSetup {
+        call_id: call.id,
+        campaign,
+        lead,
+    })
 }
 
 /// A stream that matches no call we placed: a person calling us. Known numbers keep their lead
@@ -236,23 +282,47 @@ async fn correlate(state: &AppState, start: &StreamStart, query: &HashMap<String
 async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::store::Call, String> {
     let store = &state.store;
     let now = state.clock.now();
-    let from = start.from.as_deref().ok_or("inbound stream without a caller number")?;
+    let from = start
+        .from
+        .as_deref()
+        .ok_or("inbound stream without a caller number")?;
     let phone = E164::parse(from).map_err(|e| format!("inbound caller: {e}"))?;
-    let lead = match store.find_lead_by_phone(phone.as_str()).await.map_err(|e| e.to_string())? {
+    let lead = match store
+        .find_lead_by_phone(phone.as_str())
+        .await
+        .map_err(|e| e.to_string())?
+    {
         Some(l) => l,
         None => {
             let campaigns = store.list_campaigns().await.map_err(|e| e.to_string())?;
-            let campaign = match campaigns.into_iter().find(|c| c.spec.name == "Inbound calls") {
+            let campaign = match campaigns
+                .into_iter()
+                .find(|c| c.spec.name == "Inbound calls")
+            {
                 Some(c) => c,
                 None => {
                     let mut spec = default_spec(&state.settings);
                     spec.name = "Inbound calls".into();
-                    store.create_campaign(&spec, now).await.map_err(|e| e.to_string())?
+                    store
+                        .create_campaign(&spec, now)
+                        .await
+                        .map_err(|e| e.to_string())?
                 }
             };
-            let mut import = store.begin_import(campaign.id).await.map_err(|e| e.to_string())?;
-            let lead = NewLead { phone: phone.as_str().to_string(), name: None, timezone: None, attributes: Default::default() };
-            import.insert_batch(&[lead], now).await.map_err(|e| e.to_string())?;
+            let mut import = store
+                .begin_import(campaign.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let lead = NewLead {
+                phone: phone.as_str().to_string(),
+                name: None,
+                timezone: None,
+                attributes: Default::default(),
+            };
+            import
+                .insert_batch(&[lead], now)
+                .await
+                .map_err(|e| e.to_string())?;
             import.commit().await.map_err(|e| e.to_string())?;
             store
                 .find_lead_by_phone(phone.as_str())
@@ -263,7 +333,13 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
     };
     tracing::info!(phone = %phone.masked(), lead_id = lead.id, "inbound call");
     store
-        .create_inbound_call(phone.as_str(), lead.campaign_id, lead.id, start.call_sid.as_deref(), now)
+        .create_inbound_call(
+            phone.as_str(),
+            lead.campaign_id,
+            lead.id,
+            start.call_sid.as_deref(),
+            now,
+        )
         .await
         .map_err(|e| e.to_string())
 }
@@ -272,10 +348,15 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
 async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Campaign) {
     let store = &state.store;
     let now = state.clock.now();
-    let Ok(call) = store.get_call(call_id).await else { return };
+    let Ok(call) = store.get_call(call_id).await else {
+        return;
+    };
     let turns = store.turns_of_call(call_id).await.unwrap_or_default();
     if turns.iter().any(|t| t.speaker == "caller") {
-        let transcript: String = turns.iter().map(|t| format!("{}: {}\n", t.speaker, t.text)).collect();
+        let transcript: String = turns
+            .iter()
+            .map(|t| format!("{}: {}\n", t.speaker, t.text))
+            .collect();
         let fields: serde_json::Map<String, serde_json::Value> = campaign
             .spec
             .qualification_fields
@@ -284,7 +365,9 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
             .collect();
         let request = ChatRequest {
             messages: vec![
-                Message::system("Summarise this sales phone call as JSON: the caller's intent, a one-sentence summary, and the qualification fields you can fill."),
+                Message::system(
+                    "Summarise this sales phone call as JSON: the caller's intent, a one-sentence summary, and the qualification fields you can fill.",
+                ),
                 Message::user(transcript),
             ],
             response_format: Some(ResponseFormat::JsonSchema {
@@ -302,7 +385,10 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
         match state.providers.llm.complete_json(&request, deadline).await {
             Ok(done) => {
                 let v = done.value;
-                let extracted = v.get("intent").and_then(|i| i.as_str()).filter(|i| *i != "unknown");
+                let extracted = v
+                    .get("intent")
+                    .and_then(|i| i.as_str())
+                    .filter(|i| *i != "unknown");
                 let intent = call.intent.clone().or(extracted.map(str::to_string));
                 let mut qualification = call.qualification.clone();
                 if let Some(q) = v.get("qualification").and_then(|q| q.as_object()) {
@@ -312,7 +398,9 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
                 }
                 if let Some(intent) = intent {
                     let summary = v.get("summary").and_then(|s| s.as_str());
-                    let _ = store.record_call_outcome(call_id, &intent, &qualification, summary, now).await;
+                    let _ = store
+                        .record_call_outcome(call_id, &intent, &qualification, summary, now)
+                        .await;
                 }
             }
             Err(e) => tracing::warn!(call_id, error = %e, "post-call summary failed"),

@@ -201,7 +201,12 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<Call>;
     /// The carrier's media stream began: the call is answered and in progress.
-    async fn stream_started(&self, call_id: i64, stream_sid: &str, now: DateTime<Utc>) -> StoreResult<()>;
+    async fn stream_started(
+        &self,
+        call_id: i64,
+        stream_sid: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()>;
     /// Marks running campaigns whose leads are all final as completed; returns their ids.
     async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
     /// Calls still holding a slot whose row has not changed since `updated_before`.

@@ -7,6 +7,7 @@ mod dialer;
 mod dnc;
 mod health_and_auth;
 mod import;
+mod live_call;
 mod multi_instance;
 mod sessions;
 mod webhooks;

@@ -1,0 +1,427 @@
+//! Live calls over real sockets: a scripted Exotel caller on `/media`, and the Deepgram, OpenAI
+//! and ElevenLabs emulators behind the real clients.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use voice_agent::config::Secret;
+use voice_agent::emulators::{Running, deepgram, elevenlabs, openai, speech};
+use voice_agent::store::ClaimRequest;
+
+use crate::helpers::{Backend, TestApp, eventually, spawn_app_with};
+
+pub struct LiveRig {
+    pub app: TestApp,
+    pub call_id: i64,
+    pub campaign_id: i64,
+    pub dg: deepgram::Handle,
+    pub llm: openai::Handle,
+    _emulators: Vec<Running>,
+}
+
+pub async fn live_rig(
+    backend: Backend,
+    greeting: &str,
+    language: &str,
+    dg_config: deepgram::Config,
+) -> Option<LiveRig> {
+    let (dg_run, dg) = deepgram::spawn(dg_config).await.unwrap();
+    let (oa_run, llm) = openai::spawn(openai::Config {
+        time_to_first_token: Duration::from_millis(50),
+        tokens_per_second: 400.0,
+        ..openai::Config::default()
+    })
+    .await
+    .unwrap();
+    let (el_run, _el) = elevenlabs::spawn(elevenlabs::Config::fast()).await.unwrap();
+    let app = spawn_app_with(backend, |s| {
+        s.deepgram.url = format!("{}/v1/listen", dg_run.ws_url());
+        s.deepgram.api_key = Some(Secret::new("dg-key"));
+        s.openai.base_url = format!("{}/v1", oa_run.http_url());
+        s.openai.api_key = Some(Secret::new("sk-emulator"));
+        s.elevenlabs.base_url = el_run.http_url();
+        s.elevenlabs.api_key = Some(Secret::new("emulated-elevenlabs-key"));
+        s.elevenlabs.voice_id = Some("voice-1".into());
+    })
+    .await?;
+    let res = app
+        .post_json("/campaigns", json!({"name": "Live", "greeting": greeting, "language": language,
+            "instructions": "You sell rooftop solar panels for SunRise Solar. A site visit is free."}))
+        .await;
+    let campaign_id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    app.upload(campaign_id, "phone,name\n9876543210,Asha\n")
+        .await;
+    app.post(&format!("/campaigns/{campaign_id}/start")).await;
+    let store = &app.state.store;
+    let now = app.state.clock.now();
+    let req = ClaimRequest {
+        campaign_id,
+        now,
+        campaign_cap: 10,
+        global_cap: 10,
+        limit: 1,
+    };
+    let claimed = store.claim_leads(&req, &|_| Ok(())).await.unwrap();
+    let call_id = claimed.claimed[0].call_id;
+    store.mark_dialing(call_id, "CA-live-1", now).await.unwrap();
+    Some(LiveRig {
+        app,
+        call_id,
+        campaign_id,
+        dg,
+        llm,
+        _emulators: vec![dg_run, oa_run, el_run],
+    })
+}
+
+/// What the scripted caller saw.
+#[derive(Default)]
+pub struct Heard {
+    pub text: String,
+    pub media_frames: u64,
+    pub misaligned_frames: u64,
+    pub clears: u64,
+    pub marks: u64,
+    pub closed_by_bot: bool,
+    pub first_audio_after_start: Option<Duration>,
+    /// When the caller last heard agent audio play (playback clock).
+    pub playing_until: Option<Instant>,
+}
+
+/// A caller: says `lines` in turn, each once the agent has stopped talking; `during_greeting`
+/// is said `after` into the greeting; `hang_up_after` ends the call from the caller's side.
+pub struct Script {
+    pub lines: Vec<&'static str>,
+    pub during_greeting: Option<(&'static str, Duration)>,
+    pub hang_up_after: Option<Duration>,
+    pub max: Duration,
+}
+
+pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
+    let secret = app.state.settings.webhook_secret.expose().to_string();
+    let url = format!(
+        "{}/media?secret={secret}",
+        app.base.replacen("http", "ws", 1)
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("media connects");
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::text(json!({"event": "connected"}).to_string()))
+        .await
+        .unwrap();
+    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ1", "start": {
+        "stream_sid": "MZ1", "call_sid": "CA-live-1", "account_sid": "AC1", "from": "+919876543210",
+        "to": "+918044556677", "custom_parameters": {},
+        "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
+    tx.send(Message::text(start.to_string())).await.unwrap();
+    let started = Instant::now();
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let (mark_tx, mut mark_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+
+    // Receiving: decode the agent's speech as it would play, echo marks once played.
+    let h = heard.clone();
+    let receiver = tokio::spawn(async move {
+        let mut decoder = speech::SpeechDecoder::new();
+        while let Some(Ok(msg)) = rx.next().await {
+            let Message::Text(text) = msg else {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+                continue;
+            };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            let mut heard = h.lock().unwrap();
+            match v["event"].as_str() {
+                Some("media") => {
+                    let pcm = base64::engine::general_purpose::STANDARD
+                        .decode(v["media"]["payload"].as_str().unwrap())
+                        .unwrap();
+                    heard.media_frames += 1;
+                    if pcm.len() % 320 != 0 {
+                        heard.misaligned_frames += 1;
+                    }
+                    heard
+                        .first_audio_after_start
+                        .get_or_insert(started.elapsed());
+                    let now = Instant::now();
+                    let from = heard.playing_until.filter(|t| *t > now).unwrap_or(now);
+                    heard.playing_until =
+                        Some(from + Duration::from_micros(pcm.len() as u64 * 1_000_000 / 16_000));
+                    let chars: String = decoder.push_bytes(&pcm).iter().map(|d| d.ch).collect();
+                    heard.text.push_str(&chars);
+                }
+                Some("mark") => {
+                    let at = heard.playing_until.unwrap_or_else(Instant::now);
+                    let _ = mark_tx.send((v["mark"]["name"].as_str().unwrap().to_string(), at));
+                }
+                Some("clear") => {
+                    heard.clears += 1;
+                    heard.playing_until = None;
+                }
+                _ => {}
+            }
+        }
+        h.lock().unwrap().closed_by_bot = true;
+    });
+
+    // Sending: 100 ms frames in real time, speech when the script says so, and mark echoes.
+    let frame = 800; // samples per 100 ms
+    let mut queue: std::collections::VecDeque<i16> = Default::default();
+    let mut lines = script.lines.into_iter();
+    let mut greeting_line = script.during_greeting;
+    let mut last_spoke = started;
+    let mut seq = 2u64;
+    let mut pending_marks: Vec<(String, Instant)> = vec![];
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let (closed, playing) = {
+            let heard = heard.lock().unwrap();
+            (
+                heard.closed_by_bot,
+                heard.playing_until.is_some_and(|t| t > now),
+            )
+        };
+        if closed || started.elapsed() > script.max {
+            break;
+        }
+        if script.hang_up_after.is_some_and(|d| started.elapsed() >= d) {
+            let stop = json!({"event": "stop", "sequence_number": seq.to_string(), "stream_sid": "MZ1",
+                "stop": {"call_sid": "CA-live-1", "account_sid": "AC1", "reason": "callended"}});
+            let _ = tx.send(Message::text(stop.to_string())).await;
+            let _ = tx.close().await;
+            break;
+        }
+        while let Ok(m) = mark_rx.try_recv() {
+            pending_marks.push(m);
+        }
+        // A clear drops pending marks.
+        if heard.lock().unwrap().playing_until.is_none() && !pending_marks.is_empty() && !playing {
+            let cleared = heard.lock().unwrap().clears > 0;
+            if cleared {
+                pending_marks.retain(|(_, at)| *at <= now);
+            }
+        }
+        let (due, later): (Vec<_>, Vec<_>) =
+            pending_marks.drain(..).partition(|(_, at)| *at <= now);
+        pending_marks = later;
+        for (name, _) in due {
+            heard.lock().unwrap().marks += 1;
+            let echo = json!({"event": "mark", "sequence_number": seq.to_string(), "stream_sid": "MZ1", "mark": {"name": name}});
+            seq += 1;
+            let _ = tx.send(Message::text(echo.to_string())).await;
+        }
+        if queue.is_empty() {
+            if let Some((line, after)) = greeting_line
+                && started.elapsed() >= after
+            {
+                queue.extend(speech::synthesize(line, 8000));
+                queue.extend(speech::silence(700, 8000));
+                greeting_line = None;
+            } else if !playing
+                && now.duration_since(last_spoke) > Duration::from_millis(600)
+                && pending_marks.is_empty()
+            {
+                let idle = heard
+                    .lock()
+                    .unwrap()
+                    .playing_until
+                    .is_none_or(|t| now.duration_since(t) > Duration::from_millis(400));
+                if idle && heard.lock().unwrap().media_frames > 0 {
+                    if let Some(line) = lines.next() {
+                        queue.extend(speech::synthesize(line, 8000));
+                        queue.extend(speech::silence(700, 8000));
+                    }
+                }
+            }
+        }
+        let samples: Vec<i16> = (0..frame).map(|_| queue.pop_front().unwrap_or(0)).collect();
+        if speech::is_voiced(&samples) {
+            last_spoke = now;
+        }
+        let payload = base64::engine::general_purpose::STANDARD.encode(speech::to_bytes(&samples));
+        let media = json!({"event": "media", "sequence_number": seq.to_string(), "stream_sid": "MZ1",
+            "media": {"chunk": seq.to_string(), "timestamp": started.elapsed().as_millis().to_string(), "payload": payload}});
+        seq += 1;
+        if tx.send(Message::text(media.to_string())).await.is_err() {
+            break;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), receiver).await;
+    heard
+}
+
+async fn turns(app: &TestApp, call_id: i64) -> Vec<voice_agent::store::TranscriptTurn> {
+    app.state.store.turns_of_call(call_id).await.unwrap()
+}
+
+const GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+
+crate::on_each_backend!(
+    full_call_greets_talks_records_outcome_and_hangs_up,
+    barge_in_clears_playback_and_trims_the_agent_turn,
+    backchannel_does_not_interrupt_the_agent,
+    caller_hanging_up_mid_sentence_keeps_everything_said,
+);
+
+async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
+    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+        return;
+    };
+    let script = Script {
+        lines: vec![
+            "Yes, I am interested. Tell me more.",
+            "Yes, that works for me.",
+            "Yes, that works for me.",
+        ],
+        during_greeting: None,
+        hang_up_after: None,
+        max: Duration::from_secs(60),
+    };
+    let heard = run_caller(&rig.app, script).await;
+    let heard = heard.lock().unwrap();
+    assert!(heard.closed_by_bot, "the agent hung up");
+    assert!(
+        heard
+            .text
+            .starts_with("Namaste Asha, this is Asha from SunRise Solar."),
+        "{}",
+        heard.text
+    );
+    assert_eq!(
+        heard.misaligned_frames, 0,
+        "every frame a multiple of 320 bytes"
+    );
+    assert_eq!(heard.clears, 0, "no clear without a barge-in");
+    assert!(heard.first_audio_after_start.unwrap() < Duration::from_secs(2));
+    drop(heard);
+
+    let call_id = rig.call_id;
+    let turns = eventually(10, "turns stored", || async {
+        let t = turns(&rig.app, call_id).await;
+        (t.len() >= 4).then_some(t)
+    })
+    .await;
+    assert_eq!(turns[0].speaker, "agent");
+    assert!(turns[0].text.starts_with("Namaste Asha"));
+    assert_eq!(turns[1].speaker, "caller");
+    assert_eq!(turns[1].text, "Yes, I am interested. Tell me more.");
+    let agent_replies: Vec<_> = turns
+        .iter()
+        .filter(|t| t.speaker == "agent" && t.seq > 1)
+        .collect();
+    assert!(!agent_replies.is_empty());
+    assert!(
+        agent_replies[0].llm_first_token_ms.is_some()
+            && agent_replies[0].voice_to_voice_ms.is_some(),
+        "{:?}",
+        agent_replies[0]
+    );
+    let call = eventually(10, "outcome recorded", || async {
+        let c = rig.app.state.store.get_call(call_id).await.unwrap();
+        c.intent.is_some().then_some(c)
+    })
+    .await;
+    assert_eq!(call.intent.as_deref(), Some("interested"));
+    assert!(call.stream_sid.as_deref() == Some("MZ1"));
+    let _ = rig.campaign_id;
+}
+
+async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
+    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+        return;
+    };
+    let script = Script {
+        lines: vec!["Yes, that works for me."],
+        during_greeting: Some((
+            "Wait, wait, what is this about?",
+            Duration::from_millis(1500),
+        )),
+        hang_up_after: Some(Duration::from_secs(14)),
+        max: Duration::from_secs(30),
+    };
+    let heard = run_caller(&rig.app, script).await;
+    assert!(heard.lock().unwrap().clears >= 1, "playback was cleared");
+    let turns = eventually(10, "turns", || async {
+        let t = turns(&rig.app, rig.call_id).await;
+        (t.len() >= 3).then_some(t)
+    })
+    .await;
+    let greeting = &turns[0];
+    assert!(greeting.interrupted, "{greeting:?}");
+    let full = "Namaste Asha, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+    assert!(
+        greeting.text.len() < full.len(),
+        "trimmed to what was heard: {:?}",
+        greeting.text
+    );
+    assert!(full.starts_with(&greeting.text), "{:?}", greeting.text);
+    assert_eq!(turns[1].speaker, "caller");
+    assert!(
+        turns[1].text.contains("what is this about"),
+        "{:?}",
+        turns[1].text
+    );
+    assert_eq!(turns[2].speaker, "agent", "the question was answered");
+}
+
+async fn backchannel_does_not_interrupt_the_agent(backend: Backend) {
+    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+        return;
+    };
+    let script = Script {
+        lines: vec![],
+        during_greeting: Some(("haan", Duration::from_millis(1500))),
+        hang_up_after: Some(Duration::from_secs(12)),
+        max: Duration::from_secs(30),
+    };
+    let heard = run_caller(&rig.app, script).await;
+    let heard = heard.lock().unwrap();
+    assert_eq!(heard.clears, 0, "no clear for a backchannel");
+    assert!(
+        heard.text.contains("Do you have a minute?"),
+        "the whole greeting was spoken: {}",
+        heard.text
+    );
+    drop(heard);
+    let turns = turns(&rig.app, rig.call_id).await;
+    assert!(!turns[0].interrupted);
+    assert!(
+        turns
+            .iter()
+            .all(|t| t.speaker != "caller" || !t.text.contains("haan") || turns.len() < 3)
+    );
+}
+
+async fn caller_hanging_up_mid_sentence_keeps_everything_said(backend: Backend) {
+    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+        return;
+    };
+    let script = Script {
+        lines: vec!["Yes, I am interested. Tell me more."],
+        during_greeting: None,
+        hang_up_after: Some(Duration::from_millis(12_500)),
+        max: Duration::from_secs(30),
+    };
+    run_caller(&rig.app, script).await;
+    let call = eventually(15, "call ended", || async {
+        let c = rig.app.state.store.get_call(rig.call_id).await.unwrap();
+        c.ended_at.is_some().then_some(c)
+    })
+    .await;
+    let turns = turns(&rig.app, rig.call_id).await;
+    assert!(
+        turns
+            .iter()
+            .any(|t| t.speaker == "caller" && t.text.contains("interested")),
+        "{turns:?}"
+    );
+    assert!(turns[0].text.starts_with("Namaste"));
+    assert!(call.ended_at.is_some());
+}
