@@ -1643,3 +1643,124 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 pub fn seed_for(base: u64, number: &str) -> u64 {
     base ^ fnv1a(number.as_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    fn speech_bytes(text: &str) -> Vec<u8> {
+        speech::to_bytes(&speech::synthesize(text, 8000))
+    }
+
+    #[test]
+    fn url_user_info_becomes_basic_auth_and_query_gives_three_parameters() {
+        let e = parse_endpoint("wss://key:t%40ken@bot.example.com:8443/media?a=1&b=x%20y&c=3&d=4")
+            .unwrap();
+        assert_eq!(
+            e.url,
+            "wss://bot.example.com:8443/media?a=1&b=x%20y&c=3&d=4"
+        );
+        assert_eq!(
+            e.authorization.as_deref(),
+            Some(format!("Basic {}", B64.encode("key:t@ken")).as_str())
+        );
+        let keys: Vec<_> = e
+            .custom_parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(keys, [("a", "1"), ("b", "x y"), ("c", "3")]);
+        assert_eq!(e.sample_rate, 8000);
+
+        let plain = parse_endpoint("ws://127.0.0.1:9/media?sample-rate=16000&call_id=7").unwrap();
+        assert_eq!(plain.authorization, None);
+        assert_eq!(plain.sample_rate, 16000);
+        assert_eq!(
+            plain.custom_parameters,
+            [("call_id".to_string(), "7".to_string())]
+        );
+        assert!(parse_endpoint("http://host/media").is_err());
+        assert!(parse_endpoint("ws:///media").is_err());
+    }
+
+    #[test]
+    fn personas_parse_from_csv_names() {
+        for p in Persona::ALL {
+            assert_eq!(p.as_str().parse::<Persona>(), Ok(p));
+        }
+        assert_eq!("Not Interested".parse(), Ok(Persona::NotInterested));
+        assert_eq!("do-not-call".parse(), Ok(Persona::DoNotCall));
+        assert!("grumpy".parse::<Persona>().is_err());
+        assert_eq!("hi".parse(), Ok(Language::Hi));
+        assert_eq!(Persona::Busy.outcome(), CalleeOutcome::Busy);
+        assert_eq!(Persona::NoAnswer.outcome(), CalleeOutcome::NoAnswer);
+        assert_eq!(Persona::Voicemail.answered_by(), "Machine");
+    }
+
+    #[test]
+    fn a_mark_falls_due_when_the_audio_before_it_has_played() {
+        let t = Instant::now();
+        let mut ear = Ear::new(Clock::new(8000), t);
+        ear.enqueue(t, vec![0; 3200], false); // 200 ms
+        ear.mark(t, "m1".into());
+        assert!(ear.due_marks.is_empty());
+        assert_eq!(ear.next_mark_due(), Some(t + MS(200)));
+        ear.advance(t + MS(199));
+        assert!(ear.due_marks.is_empty());
+        ear.advance(t + MS(200));
+        assert_eq!(ear.due_marks, ["m1"]);
+        // Nothing queued: a mark is due at once.
+        ear.due_marks.clear();
+        ear.mark(t + MS(300), "m2".into());
+        assert_eq!(ear.due_marks, ["m2"]);
+    }
+
+    #[test]
+    fn clear_drops_the_unplayed_characters_and_pending_marks() {
+        let t = Instant::now();
+        let mut ear = Ear::new(Clock::new(8000), t);
+        ear.enqueue(t, speech_bytes("abcdefghij"), true);
+        ear.mark(t, "end".into());
+        // 3.5 symbols played.
+        let (useless, cancelled) = ear.clear(t + MS(210));
+        assert!(!useless);
+        assert_eq!(cancelled, 1);
+        assert_eq!(ear.heard, ["abcd"]);
+        assert!(ear.due_marks.is_empty());
+        assert!(!ear.agent_playing(t + MS(300)));
+        let (useless, cancelled) = ear.clear(t + MS(400));
+        assert!(useless);
+        assert_eq!(cancelled, 0);
+    }
+
+    #[test]
+    fn heard_speech_is_split_at_300_ms_of_silence() {
+        let t = Instant::now();
+        let mut ear = Ear::new(Clock::new(8000), t);
+        let mut audio = speech_bytes("Hi.");
+        audio.extend(vec![0; 16 * 200]);
+        audio.extend(speech_bytes("Ok."));
+        audio.extend(vec![0; 16 * 350]);
+        audio.extend(speech_bytes("Bye."));
+        ear.enqueue(t, audio, true);
+        ear.advance(t + MS(5_000));
+        assert_eq!(ear.heard, ["Hi.Ok.", "Bye."]);
+        assert_eq!(ear.take_fresh(), "Hi.Ok. Bye.");
+    }
+
+    #[test]
+    fn a_frame_after_the_queue_ran_dry_mid_phrase_is_late() {
+        let t = Instant::now();
+        let mut ear = Ear::new(Clock::new(8000), t);
+        assert_eq!(ear.enqueue(t, vec![1; 1600], false), None);
+        // On time: the previous frame is still playing.
+        assert_eq!(ear.enqueue(t + MS(90), vec![1; 1600], false), None);
+        // 200 ms of audio ended at t+200; 50 ms of silence.
+        assert_eq!(ear.enqueue(t + MS(250), vec![1; 1600], false), Some(MS(50)));
+        // After a mark, a new phrase may start whenever it likes.
+        ear.mark(t + MS(250), "p1".into());
+        assert_eq!(ear.enqueue(t + MS(900), vec![1; 1600], false), None);
+    }
+}
