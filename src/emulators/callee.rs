@@ -755,7 +755,14 @@ impl Ear {
                         return;
                     }
                     let remaining = pcm.len() - self.head_played;
-                    let take = self.clock.bytes(now - self.cursor).min(remaining);
+                    // Whole samples only, so that a `clear` never leaves half a sample behind
+                    // (an odd-length payload, a violation, is played to its end).
+                    let playable = self.clock.bytes(now - self.cursor);
+                    let take = if playable >= remaining {
+                        remaining
+                    } else {
+                        playable & !1
+                    };
                     if take == 0 && remaining > 0 {
                         return;
                     }
@@ -1419,8 +1426,11 @@ impl Call {
             let end = at(sp.voice.end.max(used.start));
             let line = &mut self.said[sp.said];
             line.duration = end.saturating_duration_since(sp.started_at.unwrap_or(end));
-            if line.kind == LineKind::Turn {
-                self.awaiting_reply = Some(end);
+            match line.kind {
+                LineKind::Turn => self.awaiting_reply = Some(end),
+                // What the agent said while being talked over is not something to answer.
+                LineKind::Interruption => drop(self.ear.take_fresh()),
+                LineKind::Backchannel | LineKind::Voicemail => {}
             }
             self.speaking = None;
         }
@@ -1583,7 +1593,8 @@ impl Call {
         };
         let symbol_bytes = speech::symbol_samples(self.sample_rate) * 2;
         let sent = self.mouth.pos.saturating_sub(sp.voice.start);
-        let chars = sent.div_ceil(symbol_bytes);
+        // A character is heard once its 6-sample header is out.
+        let chars = sent / symbol_bytes + usize::from(sent % symbol_bytes >= 12);
         let line = &mut self.said[sp.said];
         line.text = line.text.chars().take(chars).collect();
         if sp.started_at.is_some() {
