@@ -106,6 +106,8 @@ struct BotConn {
 async fn accept(tcp: tokio::net::TcpStream) -> BotConn {
     let mut target = String::new();
     let mut authorization = None;
+    // tungstenite's callback type fixes the error type; it is never returned here.
+    #[allow(clippy::result_large_err)]
     let ws = tokio_tungstenite::accept_hdr_async(tcp, |req: &Request, resp: Response| {
         target = req.uri().to_string();
         authorization = req
