@@ -866,3 +866,52 @@ async fn exotel_emulator_holds_the_conversation_and_reports_it() {
     assert_eq!(voicemail.said[0].kind, LineKind::Voicemail);
     assert_eq!(handle.reports().len(), 3);
 }
+
+/// Scale check, run by hand: `cargo test --test callee -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a load check: 1,000 concurrent calls for 5 s"]
+async fn a_thousand_silent_calls_keep_their_cadence() {
+    const CALLS: usize = 1_000;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    let started = std::time::Instant::now();
+    let cpu = || std::fs::read_to_string("/proc/self/stat").unwrap();
+    let before = cpu();
+    let calls: Vec<_> = (0..CALLS)
+        .map(|_| {
+            let mut cfg = config(Persona::Silent);
+            cfg.max_duration = Duration::from_secs(5);
+            dial(format!("{base}/media"), cfg)
+        })
+        .collect();
+    let mut frames = Vec::new();
+    for call in calls {
+        frames.push(ended(call).await.stats.frames_sent);
+    }
+    let ticks = |stat: String| -> u64 {
+        let f: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    };
+    let cpu_s = (ticks(cpu()) - ticks(before)) as f64 / 100.0;
+    println!(
+        "{CALLS} calls in {:?}; frames per call min {} max {}; CPU {cpu_s:.1} s",
+        started.elapsed(),
+        frames.iter().min().unwrap(),
+        frames.iter().max().unwrap()
+    );
+    assert!(frames.iter().all(|f| (45..=52).contains(f)), "{frames:?}");
+}
