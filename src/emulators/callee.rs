@@ -365,27 +365,19 @@ impl StartInfo {
     }
 }
 
-#[derive(Debug)]
+/// Why a stream never started.
+#[derive(Debug, thiserror::Error)]
 pub enum CalleeError {
+    #[error("invalid media URL: {0}")]
     InvalidUrl(String),
     /// `no_answer` and `busy` never reach `/media`.
+    #[error("the {0} persona never answers")]
     NeverAnswers(Persona),
+    #[error("no WebSocket handshake within {0:?}")]
     ConnectTimeout(Duration),
+    #[error("could not open the media WebSocket: {0}")]
     Connect(String),
 }
-
-impl fmt::Display for CalleeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CalleeError::InvalidUrl(m) => write!(f, "invalid media URL: {m}"),
-            CalleeError::NeverAnswers(p) => write!(f, "the {p} persona never answers"),
-            CalleeError::ConnectTimeout(t) => write!(f, "no WebSocket handshake within {t:?}"),
-            CalleeError::Connect(m) => write!(f, "could not open the media WebSocket: {m}"),
-        }
-    }
-}
-
-impl std::error::Error for CalleeError {}
 
 // ---------------------------------------------------------------------------------------------
 // The report
