@@ -3,7 +3,10 @@
 //! callee per number (ring, then answered / no-answer / busy / failed) and the status callbacks
 //! Exotel sends afterwards (`answered`, `terminal`), JSON or multipart as requested.
 //!
-//! The `/media` Voicebot leg of an answered call comes with the live-call work.
+//! When the bot's `/media` URL is known (the configured [`ExotelConfig::media_url`] in flow mode,
+//! the request's `StreamUrl` in direct-stream mode), an answered call is a real conversation:
+//! a [`callee`](super::callee) persona connects to the bot as Exotel's Voicebot applet would, and
+//! the call lasts as long as that conversation. Without one, an answered call lasts `talk_time`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,6 +22,7 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use super::callee::{self, CallReport, CalleeConfig, Language, Persona, StartInfo, Violations};
 use super::{Running, serve};
 
 /// What the simulated callee does.
@@ -46,6 +50,20 @@ pub struct ExotelConfig {
     pub rate_limit_per_min: Option<u32>,
     /// Send status callbacks (turn off to emulate lost webhooks).
     pub send_callbacks: bool,
+    /// The bot's `/media` WebSocket URL, as configured in the flow's Voicebot applet (flow mode).
+    /// A request's `StreamUrl` (direct-stream mode) takes precedence. With neither, answered
+    /// calls just last `talk_time`.
+    pub media_url: Option<String>,
+    /// How every simulated callee behaves; its `persona` and `language` are the defaults for
+    /// numbers not in `personas` / `languages`, and its `seed` is mixed with each number.
+    pub callee: CalleeConfig,
+    /// Per-number personas (E.164). `no_answer` and `busy` become those outcomes; an explicit
+    /// entry in `outcomes` wins over both.
+    pub personas: HashMap<String, Persona>,
+    /// Per-number languages (E.164).
+    pub languages: HashMap<String, Language>,
+    /// How many recent call reports `ExotelHandle::reports` keeps.
+    pub keep_reports: usize,
 }
 
 impl Default for ExotelConfig {
@@ -60,6 +78,11 @@ impl Default for ExotelConfig {
             outcomes: HashMap::new(),
             rate_limit_per_min: None,
             send_callbacks: true,
+            media_url: None,
+            callee: CalleeConfig::default(),
+            personas: HashMap::new(),
+            languages: HashMap::new(),
+            keep_reports: 1_000,
         }
     }
 }
@@ -109,6 +132,12 @@ struct Inner {
     callbacks_sent: u64,
     callbacks_failed: u64,
     next_sid: u64,
+    /// The last `keep_reports` conversations, oldest first.
+    reports: VecDeque<CallReport>,
+    /// Summed over every conversation, including those no longer in `reports`.
+    violations: Violations,
+    conversations: u64,
+    media_failures: u64,
 }
 
 /// Test-side view of the emulator.
@@ -146,6 +175,35 @@ impl ExotelHandle {
 
     pub fn callbacks_sent(&self) -> u64 {
         self.lock().callbacks_sent
+    }
+
+    /// Reports of the most recent `/media` conversations, oldest first.
+    pub fn reports(&self) -> Vec<CallReport> {
+        self.lock().reports.iter().cloned().collect()
+    }
+
+    /// The report of one call, while it is among the recent ones.
+    pub fn report(&self, sid: &str) -> Option<CallReport> {
+        self.lock()
+            .reports
+            .iter()
+            .find(|r| r.call_sid == sid)
+            .cloned()
+    }
+
+    /// Protocol violations by the bot, summed over every conversation.
+    pub fn violations(&self) -> Violations {
+        self.lock().violations
+    }
+
+    /// `/media` conversations held (finished).
+    pub fn conversations(&self) -> u64 {
+        self.lock().conversations
+    }
+
+    /// Answered calls whose `/media` WebSocket could not be opened.
+    pub fn media_failures(&self) -> u64 {
+        self.lock().media_failures
     }
 
     /// Numbers dialled, one entry per accepted call.
@@ -306,38 +364,74 @@ fn decide_connect(
     (StatusCode::OK, Ok(sid))
 }
 
+/// Who answers `number`, and how.
+fn callee_for(config: &ExotelConfig, number: &str) -> (CalleeOutcome, CalleeConfig) {
+    let persona = config.personas.get(number).copied();
+    let outcome = match (config.outcomes.get(number), persona) {
+        (Some(o), _) => *o,
+        (None, Some(p)) => p.outcome(),
+        (None, None) if config.default_outcome == CalleeOutcome::Answered => {
+            config.callee.persona.outcome()
+        }
+        (None, None) => config.default_outcome,
+    };
+    let mut callee = config.callee.clone();
+    callee.persona = persona.unwrap_or(callee.persona);
+    callee.language = config
+        .languages
+        .get(number)
+        .copied()
+        .unwrap_or(callee.language);
+    callee.seed = callee::seed_for(callee.seed, number);
+    (outcome, callee)
+}
+
 /// Rings, then ends the call the way the number's callee would, sending callbacks.
 async fn simulate_callee(h: ExotelHandle, sid: String, record: ConnectRecord) {
     let from = record.get("From").unwrap_or_default().to_string();
-    let outcome = h
-        .config
-        .outcomes
-        .get(&from)
-        .copied()
-        .unwrap_or(h.config.default_outcome);
+    let (outcome, callee) = callee_for(&h.config, &from);
     tokio::time::sleep(h.config.ring_delay).await;
     let events = record.all("StatusCallbackEvents[]");
-    let start = chrono::Utc::now();
     let (status, duration, answered_by) = match outcome {
         CalleeOutcome::Answered => {
-            if events.contains(&"answered") {
-                send_callback(
-                    &h,
-                    &record,
-                    &sid,
-                    "in-progress",
-                    Some("answered"),
-                    None,
-                    Some("Human"),
-                )
-                .await;
-            }
-            tokio::time::sleep(h.config.talk_time).await;
-            (
-                "completed",
-                Some(h.config.talk_time.as_secs()),
-                Some("Human"),
-            )
+            let answered_by = callee.persona.answered_by();
+            let answered = async {
+                if events.contains(&"answered") {
+                    send_callback(
+                        &h,
+                        &record,
+                        &sid,
+                        "in-progress",
+                        Some("answered"),
+                        None,
+                        Some(answered_by),
+                    )
+                    .await;
+                }
+            };
+            let media_url = record
+                .get("StreamUrl")
+                .map(str::to_string)
+                .or_else(|| h.config.media_url.clone());
+            let talked = match media_url {
+                None => {
+                    answered.await;
+                    tokio::time::sleep(h.config.talk_time).await;
+                    h.config.talk_time.as_secs()
+                }
+                Some(url) => {
+                    // Exotel opens the stream on answer; it does not wait for our webhook.
+                    let start = StartInfo {
+                        call_sid: sid.clone(),
+                        account_sid: h.config.account_sid.clone(),
+                        from: from.clone(),
+                        to: record.get("CallerId").unwrap_or_default().to_string(),
+                    };
+                    let (_, talked) = tokio::join!(answered, converse(&h, &url, start, callee));
+                    talked.as_secs_f64().round() as u64
+                }
+            };
+            ("completed", Some(talked), Some(answered_by))
         }
         CalleeOutcome::NoAnswer => ("no-answer", Some(0), None),
         CalleeOutcome::Busy => ("busy", Some(0), None),
@@ -352,9 +446,31 @@ async fn simulate_callee(h: ExotelHandle, sid: String, record: ConnectRecord) {
         }
         inner.active = inner.active.saturating_sub(1);
     }
-    let _ = start;
     let event = events.contains(&"terminal").then_some("terminal");
     send_callback(&h, &record, &sid, status, event, duration, answered_by).await;
+}
+
+/// The `/media` conversation of an answered call; returns how long it lasted. A stream that
+/// cannot be opened ends the call at once, as the Voicebot applet failing would.
+async fn converse(h: &ExotelHandle, url: &str, start: StartInfo, callee: CalleeConfig) -> Duration {
+    match callee::run_call(url, start, callee).await {
+        Ok(report) => {
+            let duration = report.duration;
+            let mut inner = h.lock();
+            inner.conversations += 1;
+            inner.violations += report.violations;
+            inner.reports.push_back(report);
+            while inner.reports.len() > h.config.keep_reports {
+                inner.reports.pop_front();
+            }
+            duration
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the callee could not reach the bot's /media");
+            h.lock().media_failures += 1;
+            Duration::ZERO
+        }
+    }
 }
 
 async fn send_callback(

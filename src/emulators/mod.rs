@@ -5,6 +5,7 @@
 //! The product never imports this module; only the `emulate`/`demo`/`bench` commands and tests
 //! do.
 
+pub mod callee;
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod exotel;
