@@ -276,10 +276,22 @@ crate::on_each_backend!(
 
 async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
     let dg = deepgram::Config {
-        drop_connections: Some(deepgram::DropFault { first: 1, after: deepgram::DropAfter::AudioTime(Duration::from_millis(10_300)) }),
+        drop_connections: Some(deepgram::DropFault {
+            first: 1,
+            after: deepgram::DropAfter::AudioTime(Duration::from_millis(10_300)),
+        }),
         ..deepgram::Config::default()
     };
-    let Some(rig) = live_rig(backend, "Namaste {name}, this is Asha from SunRise Solar. Do you have a minute?", "en-IN", dg).await else { return };
+    let Some(rig) = live_rig(
+        backend,
+        "Namaste {name}, this is Asha from SunRise Solar. Do you have a minute?",
+        "en-IN",
+        dg,
+    )
+    .await
+    else {
+        return;
+    };
     let script = Script {
         lines: vec!["Yes, I am interested in rooftop solar panels for my house. Tell me more."],
         during_greeting: None,
@@ -287,19 +299,38 @@ async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
         max: Duration::from_secs(30),
     };
     run_caller(&rig.app, script).await;
-    assert!(rig.dg.stats().connections >= 2, "the STT socket was dropped and reopened");
+    assert!(
+        rig.dg.stats().connections >= 2,
+        "the STT socket was dropped and reopened"
+    );
     let turns = eventually(10, "turns", || async {
         let t = turns(&rig.app, rig.call_id).await;
         (t.len() >= 3).then_some(t)
     })
     .await;
-    assert_eq!(turns[1].text, "Yes, I am interested in rooftop solar panels for my house. Tell me more.");
+    assert_eq!(
+        turns[1].text,
+        "Yes, I am interested in rooftop solar panels for my house. Tell me more."
+    );
     assert_eq!(turns[2].speaker, "agent", "the call went on");
 }
 
 async fn llm_rate_limit_is_retried_within_the_turn(backend: Backend) {
-    let Some(rig) = live_rig(backend, "Hello {name}, do you have a minute?", "en-IN", deepgram::Config::default()).await else { return };
-    rig.llm.set_faults(openai::Faults { rate_limited: 1, retry_after: Some(Duration::from_millis(200)), ..Default::default() });
+    let Some(rig) = live_rig(
+        backend,
+        "Hello {name}, do you have a minute?",
+        "en-IN",
+        deepgram::Config::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    rig.llm.set_faults(openai::Faults {
+        rate_limited: 1,
+        retry_after: Some(Duration::from_millis(200)),
+        ..Default::default()
+    });
     let script = Script {
         lines: vec!["What is this about?"],
         during_greeting: None,
@@ -307,16 +338,34 @@ async fn llm_rate_limit_is_retried_within_the_turn(backend: Backend) {
         max: Duration::from_secs(20),
     };
     let heard = run_caller(&rig.app, script).await;
-    assert!(!heard.lock().unwrap().text.contains("one moment"), "no filler was needed");
+    assert!(
+        !heard.lock().unwrap().text.contains("one moment"),
+        "no filler was needed"
+    );
     let turns = turns(&rig.app, rig.call_id).await;
-    let reply = turns.iter().find(|t| t.speaker == "agent" && t.seq > 2).expect("the agent answered");
+    let reply = turns
+        .iter()
+        .find(|t| t.speaker == "agent" && t.seq > 2)
+        .expect("the agent answered");
     assert!(!reply.text.is_empty());
     assert!(rig.llm.request_count() >= 2, "the 429 was retried");
 }
 
 async fn llm_never_answering_gives_a_filler_then_a_graceful_end(backend: Backend) {
-    let Some(rig) = live_rig(backend, "Hello {name}, do you have a minute?", "en-IN", deepgram::Config::default()).await else { return };
-    rig.llm.set_faults(openai::Faults { hangs: 10, ..Default::default() });
+    let Some(rig) = live_rig(
+        backend,
+        "Hello {name}, do you have a minute?",
+        "en-IN",
+        deepgram::Config::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    rig.llm.set_faults(openai::Faults {
+        hangs: 10,
+        ..Default::default()
+    });
     let script = Script {
         lines: vec!["What is this about?"],
         during_greeting: None,
@@ -325,14 +374,24 @@ async fn llm_never_answering_gives_a_filler_then_a_graceful_end(backend: Backend
     };
     let heard = run_caller(&rig.app, script).await;
     let heard = heard.lock().unwrap();
-    assert!(heard.text.contains("one moment"), "a filler instead of silence: {}", heard.text);
-    assert!(heard.text.contains("call you back"), "a graceful goodbye: {}", heard.text);
+    assert!(
+        heard.text.contains("one moment"),
+        "a filler instead of silence: {}",
+        heard.text
+    );
+    assert!(
+        heard.text.contains("call you back"),
+        "a graceful goodbye: {}",
+        heard.text
+    );
     assert!(heard.closed_by_bot, "the agent hung up");
 }
 
 async fn hindi_passes_through_intact(backend: Backend) {
     let greeting = "नमस्ते {name} जी, मैं सनराइज़ सोलर से आशा बोल रही हूँ।";
-    let Some(rig) = live_rig(backend, greeting, "hi-IN", deepgram::Config::default()).await else { return };
+    let Some(rig) = live_rig(backend, greeting, "hi-IN", deepgram::Config::default()).await else {
+        return;
+    };
     let script = Script {
         lines: vec!["हाँ, मुझे दिलचस्पी है।"],
         during_greeting: None,
@@ -340,11 +399,27 @@ async fn hindi_passes_through_intact(backend: Backend) {
         max: Duration::from_secs(20),
     };
     let heard = run_caller(&rig.app, script).await;
-    assert!(heard.lock().unwrap().text.starts_with("नमस्ते Asha जी, मैं सनराइज़ सोलर से आशा बोल रही हूँ।"));
+    assert!(
+        heard
+            .lock()
+            .unwrap()
+            .text
+            .starts_with("नमस्ते Asha जी, मैं सनराइज़ सोलर से आशा बोल रही हूँ।")
+    );
     let turns = turns(&rig.app, rig.call_id).await;
     assert_eq!(turns[1].text, "हाँ, मुझे दिलचस्पी है।");
-    let reply = turns.iter().find(|t| t.speaker == "agent" && t.seq > 2).expect("a reply");
-    assert!(reply.text.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c)), "Devanagari reply: {}", reply.text);
+    let reply = turns
+        .iter()
+        .find(|t| t.speaker == "agent" && t.seq > 2)
+        .expect("a reply");
+    assert!(
+        reply
+            .text
+            .chars()
+            .any(|c| ('\u{0900}'..='\u{097F}').contains(&c)),
+        "Devanagari reply: {}",
+        reply.text
+    );
 }
 
 async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
