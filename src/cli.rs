@@ -19,12 +19,59 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: REST API, carrier webhooks and the dialer (the default).
     Serve,
+    /// Run the four provider emulators (Exotel, Deepgram, OpenAI, ElevenLabs) until Ctrl-C.
+    Emulate {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::Ipv4Addr,
+        #[arg(long, default_value_t = 9001)]
+        exotel_port: u16,
+        #[arg(long, default_value_t = 9002)]
+        deepgram_port: u16,
+        #[arg(long, default_value_t = 9003)]
+        openai_port: u16,
+        #[arg(long, default_value_t = 9004)]
+        elevenlabs_port: u16,
+        /// The service's `/media` URL that answered calls connect to (with its secret).
+        #[arg(long)]
+        media_url: Option<String>,
+        /// CSV whose `persona` column says how each number behaves.
+        #[arg(long, default_value = "examples/leads.csv")]
+        leads: String,
+    },
+    /// The whole system offline: service + emulators, dial every example lead, print a report.
+    Demo {
+        #[arg(long, default_value = "examples/leads.csv")]
+        leads: String,
+        /// Keep the service running after the report.
+        #[arg(long)]
+        keep_running: bool,
+        /// Give up waiting for the campaign after this many seconds.
+        #[arg(long, default_value_t = 240)]
+        timeout_secs: u64,
+    },
 }
 
 /// Runs the parsed command; the returned error is printed by `main`.
 pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Emulate { host, exotel_port, deepgram_port, openai_port, elevenlabs_port, media_url, leads } => {
+            crate::telemetry::init(crate::config::LogFormat::Text);
+            let ports = [exotel_port, deepgram_port, openai_port, elevenlabs_port];
+            let leads = std::path::Path::new(&leads).exists().then_some(leads.as_str());
+            let e = crate::demo::start_emulators(host.octets(), ports, media_url, leads).await?;
+            println!("Emulators running. Point the service at them with:");
+            for line in crate::demo::env_lines(&e) {
+                println!("  {line}");
+            }
+            crate::startup::shutdown_signal().await;
+            Ok(())
+        }
+        Command::Demo { leads, keep_running, timeout_secs } => {
+            crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn");
+            crate::demo::run_demo(&leads, keep_running, std::time::Duration::from_secs(timeout_secs)).await
+        }
     }
 }
 

@@ -16,6 +16,7 @@ pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dialer;
 pub mod emulators;
 pub mod error;

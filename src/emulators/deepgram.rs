@@ -159,8 +159,13 @@ pub fn router(config: Config) -> (Router, Handle) {
 /// Serves the emulator on `127.0.0.1` on a free port; the client URL is
 /// `format!("{}/v1/listen", running.ws_url())`.
 pub async fn spawn(config: Config) -> io::Result<(Running, Handle)> {
+    spawn_on(config, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Serves the emulator on `addr`.
+pub async fn spawn_on(config: Config, addr: SocketAddr) -> io::Result<(Running, Handle)> {
     let (router, handle) = router(config);
-    let running = super::serve(router, SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let running = super::serve(router, addr).await?;
     Ok((running, handle))
 }
 

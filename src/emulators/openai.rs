@@ -151,8 +151,13 @@ impl Handle {
 
 /// Serves the emulator on a free local port; the client's base URL is `{http_url}/v1`.
 pub async fn spawn(config: Config) -> std::io::Result<(Running, Handle)> {
+    spawn_on(config, ([127, 0, 0, 1], 0).into()).await
+}
+
+/// Serves the emulator on `addr`.
+pub async fn spawn_on(config: Config, addr: std::net::SocketAddr) -> std::io::Result<(Running, Handle)> {
     let handle = Handle::new(config);
-    let running = serve(router(handle.clone()), ([127, 0, 0, 1], 0).into()).await?;
+    let running = serve(router(handle.clone()), addr).await?;
     Ok((running, handle))
 }
 
