@@ -56,10 +56,20 @@ pub enum Command {
 pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
-        Command::Emulate { host, exotel_port, deepgram_port, openai_port, elevenlabs_port, media_url, leads } => {
+        Command::Emulate {
+            host,
+            exotel_port,
+            deepgram_port,
+            openai_port,
+            elevenlabs_port,
+            media_url,
+            leads,
+        } => {
             crate::telemetry::init(crate::config::LogFormat::Text);
             let ports = [exotel_port, deepgram_port, openai_port, elevenlabs_port];
-            let leads = std::path::Path::new(&leads).exists().then_some(leads.as_str());
+            let leads = std::path::Path::new(&leads)
+                .exists()
+                .then_some(leads.as_str());
             let e = crate::demo::start_emulators(host.octets(), ports, media_url, leads).await?;
             println!("Emulators running. Point the service at them with:");
             for line in crate::demo::env_lines(&e) {
@@ -68,9 +78,18 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             crate::startup::shutdown_signal().await;
             Ok(())
         }
-        Command::Demo { leads, keep_running, timeout_secs } => {
+        Command::Demo {
+            leads,
+            keep_running,
+            timeout_secs,
+        } => {
             crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn");
-            crate::demo::run_demo(&leads, keep_running, std::time::Duration::from_secs(timeout_secs)).await
+            crate::demo::run_demo(
+                &leads,
+                keep_running,
+                std::time::Duration::from_secs(timeout_secs),
+            )
+            .await
         }
     }
 }

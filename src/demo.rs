@@ -25,11 +25,18 @@ pub struct Emulators {
     pub elevenlabs: Running,
 }
 
+/// Per E.164 number: how the emulated callee behaves, and in which language.
+pub type CalleeMaps = (HashMap<String, Persona>, HashMap<String, Language>);
+
 /// Personas and languages per number, from a leads CSV's `persona` (and `language`) columns.
-pub fn personas_from_csv(path: &str) -> Result<(HashMap<String, Persona>, HashMap<String, Language>), String> {
+pub fn personas_from_csv(path: &str) -> Result<CalleeMaps, String> {
     let mut reader = csv::Reader::from_path(path).map_err(|e| format!("{path}: {e}"))?;
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
-    let col = |name: &str| headers.iter().position(|h| h.trim().eq_ignore_ascii_case(name));
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h.trim().eq_ignore_ascii_case(name))
+    };
     let (Some(phone), Some(persona)) = (col("phone"), col("persona")) else {
         return Ok(Default::default());
     };
@@ -37,12 +44,16 @@ pub fn personas_from_csv(path: &str) -> Result<(HashMap<String, Persona>, HashMa
     let mut personas = HashMap::new();
     let mut languages = HashMap::new();
     for record in reader.records().flatten() {
-        let Ok(number) = E164::parse(record.get(phone).unwrap_or("")) else { continue };
+        let Ok(number) = E164::parse(record.get(phone).unwrap_or("")) else {
+            continue;
+        };
         if let Ok(p) = record.get(persona).unwrap_or("").parse::<Persona>() {
             personas.insert(number.as_str().to_string(), p);
         }
         let text = record.iter().collect::<Vec<_>>().join(" ");
-        let hindi = language.and_then(|i| record.get(i)).is_some_and(|l| l.starts_with("hi"))
+        let hindi = language
+            .and_then(|i| record.get(i))
+            .is_some_and(|l| l.starts_with("hi"))
             || text.chars().any(|c| ('\u{0900}'..='\u{097F}').contains(&c));
         if hindi {
             languages.insert(number.as_str().to_string(), Language::Hi);
@@ -74,7 +85,13 @@ pub async fn start_emulators(
     let (dg_run, _) = deepgram::spawn_on(deepgram::Config::default(), addr(ports[1])).await?;
     let (oa_run, _) = openai::spawn_on(openai::Config::default(), addr(ports[2])).await?;
     let (el_run, _) = elevenlabs::spawn_on(elevenlabs::Config::default(), addr(ports[3])).await?;
-    Ok(Emulators { exotel: exotel_run, exotel_handle, deepgram: dg_run, openai: oa_run, elevenlabs: el_run })
+    Ok(Emulators {
+        exotel: exotel_run,
+        exotel_handle,
+        deepgram: dg_run,
+        openai: oa_run,
+        elevenlabs: el_run,
+    })
 }
 
 /// Points settings at the emulators (their default credentials).
@@ -110,14 +127,21 @@ pub fn env_lines(e: &Emulators) -> Vec<String> {
         format!("OPENAI_BASE_URL={}/v1", e.openai.http_url()),
         format!("OPENAI_API_KEY={}", openai::Config::default().api_key),
         format!("ELEVENLABS_BASE_URL={}", e.elevenlabs.http_url()),
-        format!("ELEVENLABS_API_KEY={}", elevenlabs::Config::default().api_key),
+        format!(
+            "ELEVENLABS_API_KEY={}",
+            elevenlabs::Config::default().api_key
+        ),
         "ELEVENLABS_VOICE_ID=emulated-voice".into(),
     ]
 }
 
 /// `voice-agent demo`: the service and the emulators in one process; dials every lead of
 /// `leads_csv` and prints a report.
-pub async fn run_demo(leads_csv: &str, keep_running: bool, timeout: Duration) -> Result<(), Box<dyn std::error::Error>> {
+pub async fn run_demo(
+    leads_csv: &str,
+    keep_running: bool,
+    timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile_dir()?;
     let db = format!("sqlite://{}", dir.join("demo.db").display());
     let mut settings = Settings::for_database(&db);
@@ -131,20 +155,35 @@ pub async fn run_demo(leads_csv: &str, keep_running: bool, timeout: Duration) ->
     settings.dialer.tick = Duration::from_millis(250);
     settings.dialer.rate_per_sec = 5.0;
     settings.max_concurrent_calls = 10;
-    let media_url = format!("{}/media?secret={}", base.replacen("http", "ws", 1), settings.webhook_secret.expose());
-    let emulators = start_emulators([127, 0, 0, 1], [0; 4], Some(media_url), Some(leads_csv)).await?;
+    let media_url = format!(
+        "{}/media?secret={}",
+        base.replacen("http", "ws", 1),
+        settings.webhook_secret.expose()
+    );
+    let emulators =
+        start_emulators([127, 0, 0, 1], [0; 4], Some(media_url), Some(leads_csv)).await?;
     use_emulators(&mut settings, &emulators);
-    println!("voice-agent demo: service on {base}, database {db}, emulated Exotel/Deepgram/OpenAI/ElevenLabs");
+    println!(
+        "voice-agent demo: service on {base}, database {db}, emulated Exotel/Deepgram/OpenAI/ElevenLabs"
+    );
 
     let state = crate::startup::AppState::build(settings).await?;
     // Calls are only legal 09:00–21:00 in India; outside those hours the demo runs the service
     // clock at 11:00 IST today (the emulated callers do not mind).
     let india = Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
     if !(10..18).contains(&india.hour()) {
-        let eleven = india.date_naive().and_hms_opt(11, 0, 0).expect("valid time");
-        let at = chrono::TimeZone::from_local_datetime(&chrono_tz::Asia::Kolkata, &eleven).single().expect("IST has no DST");
+        let eleven = india
+            .date_naive()
+            .and_hms_opt(11, 0, 0)
+            .expect("valid time");
+        let at = chrono::TimeZone::from_local_datetime(&chrono_tz::Asia::Kolkata, &eleven)
+            .single()
+            .expect("IST has no DST");
         state.clock.set(at.with_timezone(&Utc));
-        println!("It is {} in India, outside calling hours: the demo runs the service clock at 11:00 IST.", india.format("%H:%M"));
+        println!(
+            "It is {} in India, outside calling hours: the demo runs the service clock at 11:00 IST.",
+            india.format("%H:%M")
+        );
     }
     let dialer = std::sync::Arc::new(crate::dialer::Dialer::new(&state));
     state.tasks.spawn(dialer.run(state.shutdown.clone()));
@@ -152,7 +191,10 @@ pub async fn run_demo(leads_csv: &str, keep_running: bool, timeout: Duration) ->
     let stop = tokio_util::sync::CancellationToken::new();
     let stop_server = stop.clone();
     let server = tokio::spawn(async move {
-        crate::startup::serve(listener, server_state, async move { stop_server.cancelled().await }).await
+        crate::startup::serve(listener, server_state, async move {
+            stop_server.cancelled().await
+        })
+        .await
     });
 
     let http = reqwest::Client::new();
@@ -173,25 +215,46 @@ pub async fn run_demo(leads_csv: &str, keep_running: bool, timeout: Duration) ->
         .await?;
     let id = campaign["id"].as_i64().ok_or("campaign not created")?;
     let csv = std::fs::read(leads_csv)?;
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(csv).file_name("leads.csv"));
-    let report: Value = http.post(format!("{base}/campaigns/{id}/upload-csv")).multipart(form).send().await?.json().await?;
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(csv).file_name("leads.csv"),
+    );
+    let report: Value = http
+        .post(format!("{base}/campaigns/{id}/upload-csv"))
+        .multipart(form)
+        .send()
+        .await?
+        .json()
+        .await?;
     println!(
         "Imported {} leads ({} invalid rows, {} duplicates); starting the campaign.",
         report["imported"], report["invalid_count"], report["duplicates"]
     );
-    http.post(format!("{base}/campaigns/{id}/start")).send().await?;
+    http.post(format!("{base}/campaigns/{id}/start"))
+        .send()
+        .await?;
 
     let started = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let c: Value = http.get(format!("{base}/campaigns/{id}")).send().await?.json().await?;
+        let c: Value = http
+            .get(format!("{base}/campaigns/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
         let counts = &c["lead_counts"];
         let live = state.store.count_active_calls(Some(id)).await.unwrap_or(0);
         println!(
             "[{:>3}s] live calls {live:>2} | pending {} retry {} in progress {} | completed {} failed {} do-not-call {} callback {}",
             started.elapsed().as_secs(),
-            counts["pending"], counts["retry"], counts["in_progress"], counts["completed"], counts["failed"],
-            counts["do_not_call"], counts["callback"]
+            counts["pending"],
+            counts["retry"],
+            counts["in_progress"],
+            counts["completed"],
+            counts["failed"],
+            counts["do_not_call"],
+            counts["callback"]
         );
         let settled = counts["pending"] == 0 && counts["in_progress"] == 0 && counts["retry"] == 0;
         if c["status"] == "completed" || settled || started.elapsed() > timeout {
@@ -200,7 +263,9 @@ pub async fn run_demo(leads_csv: &str, keep_running: bool, timeout: Duration) ->
     }
     print_report(&state, id, &emulators).await?;
     if keep_running {
-        println!("\nThe service stays up on {base} (Ctrl-C to stop). Try: curl {base}/campaigns/{id}");
+        println!(
+            "\nThe service stays up on {base} (Ctrl-C to stop). Try: curl {base}/campaigns/{id}"
+        );
         crate::startup::shutdown_signal().await;
     }
     stop.cancel();
@@ -214,11 +279,27 @@ fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     Ok(dir)
 }
 
-async fn print_report(state: &crate::startup::AppState, campaign: i64, e: &Emulators) -> Result<(), Box<dyn std::error::Error>> {
+async fn print_report(
+    state: &crate::startup::AppState,
+    campaign: i64,
+    e: &Emulators,
+) -> Result<(), Box<dyn std::error::Error>> {
     let store = &state.store;
-    let page = store.list_leads(campaign, &crate::store::LeadQuery { status: None, limit: 1000, offset: 0 }).await?;
+    let page = store
+        .list_leads(
+            campaign,
+            &crate::store::LeadQuery {
+                status: None,
+                limit: 1000,
+                offset: 0,
+            },
+        )
+        .await?;
     let (personas, _) = personas_from_csv("examples/leads.csv").unwrap_or_default();
-    println!("\n{:<22} {:<15} {:<14} {:<14} {:>3} {:>5}  transcript", "lead", "persona", "status", "outcome", "att", "turns");
+    println!(
+        "\n{:<22} {:<15} {:<14} {:<14} {:>3} {:>5}  transcript",
+        "lead", "persona", "status", "outcome", "att", "turns"
+    );
     let mut latencies: HashMap<&str, Vec<i32>> = HashMap::new();
     for lead in &page.leads {
         let calls = store.calls_of_lead(lead.id).await?;
@@ -227,8 +308,13 @@ async fn print_report(state: &crate::startup::AppState, campaign: i64, e: &Emula
             turns.extend(store.turns_of_call(c.id).await?);
         }
         for t in &turns {
-            for (k, v) in [("stt", t.stt_ms), ("llm_first_token", t.llm_first_token_ms), ("tts_first_byte", t.tts_first_byte_ms),
-                ("voice_to_voice", t.voice_to_voice_ms), ("added_by_us", t.added_ms)] {
+            for (k, v) in [
+                ("stt", t.stt_ms),
+                ("llm_first_token", t.llm_first_token_ms),
+                ("tts_first_byte", t.tts_first_byte_ms),
+                ("voice_to_voice", t.voice_to_voice_ms),
+                ("added_by_us", t.added_ms),
+            ] {
                 if let Some(v) = v {
                     latencies.entry(k).or_default().push(v);
                 }
@@ -237,29 +323,59 @@ async fn print_report(state: &crate::startup::AppState, campaign: i64, e: &Emula
         let excerpt: String = turns
             .iter()
             .take(3)
-            .map(|t| format!("{}: {}", if t.speaker == "agent" { "A" } else { "C" }, t.text))
+            .map(|t| {
+                format!(
+                    "{}: {}",
+                    if t.speaker == "agent" { "A" } else { "C" },
+                    t.text
+                )
+            })
             .collect::<Vec<_>>()
             .join(" | ");
         let excerpt: String = excerpt.chars().take(90).collect();
         println!(
             "{:<22} {:<15} {:<14} {:<14} {:>3} {:>5}  {}",
-            lead.name.as_deref().unwrap_or("-").chars().take(22).collect::<String>(),
-            personas.get(&lead.phone).map(|p| format!("{p:?}")).unwrap_or_default(),
+            lead.name
+                .as_deref()
+                .unwrap_or("-")
+                .chars()
+                .take(22)
+                .collect::<String>(),
+            personas
+                .get(&lead.phone)
+                .map(|p| format!("{p:?}"))
+                .unwrap_or_default(),
             lead.status.as_str(),
-            lead.outcome.as_deref().or(lead.last_result.as_deref()).unwrap_or("-"),
+            lead.outcome
+                .as_deref()
+                .or(lead.last_result.as_deref())
+                .unwrap_or("-"),
             lead.attempts,
             turns.len(),
             excerpt
         );
     }
     println!("\nPer-turn latency (ms)     p50    p95   n");
-    for k in ["stt", "llm_first_token", "tts_first_byte", "voice_to_voice", "added_by_us"] {
+    for k in [
+        "stt",
+        "llm_first_token",
+        "tts_first_byte",
+        "voice_to_voice",
+        "added_by_us",
+    ] {
         let mut v = latencies.remove(k).unwrap_or_default();
         v.sort_unstable();
-        let p = |q: f64| v.get(((v.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        let p = |q: f64| {
+            v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
         println!("  {k:<22} {:>6} {:>6} {:>3}", p(0.5), p(0.95), v.len());
     }
     let violations = e.exotel_handle.violations();
-    println!("\nCarrier protocol violations seen by the emulated Exotel: {}", violations.total());
+    println!(
+        "\nCarrier protocol violations seen by the emulated Exotel: {}",
+        violations.total()
+    );
     Ok(())
 }

@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(crate::campaigns::api::routes())
         .merge(crate::dialer::api::routes())
+        .merge(crate::media::ws::debug_routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::require_api_key,

@@ -155,7 +155,10 @@ pub async fn spawn(config: Config) -> std::io::Result<(Running, Handle)> {
 }
 
 /// Serves the emulator on `addr`.
-pub async fn spawn_on(config: Config, addr: std::net::SocketAddr) -> std::io::Result<(Running, Handle)> {
+pub async fn spawn_on(
+    config: Config,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(Running, Handle)> {
     let handle = Handle::new(config);
     let running = serve(router(handle.clone()), addr).await?;
     Ok((running, handle))

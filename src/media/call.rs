@@ -99,6 +99,8 @@ struct AgentTurn {
     llm_ttft: Option<Duration>,
     text_sent_at: Option<Instant>,
     tts_first: Option<Duration>,
+    /// When the first TTS audio of the turn arrived (our playout overhead starts here).
+    first_audio_at: Option<Instant>,
     first_frame_at: Option<Instant>,
     started_ms: i64,
 }
@@ -468,6 +470,7 @@ impl Call {
             llm_ttft: None,
             text_sent_at: None,
             tts_first: None,
+            first_audio_at: None,
             first_frame_at: None,
             started_ms: self.ms(Instant::now()),
         })
@@ -674,6 +677,7 @@ impl Call {
                 }
                 if turn.tts_first.is_none() {
                     turn.tts_first = turn.text_sent_at.map(|t| t.elapsed());
+                    turn.first_audio_at = Some(Instant::now());
                 }
                 self.playout.push_audio(&pcm);
                 // A mark right after the chunk that completes each phrase.
@@ -809,11 +813,24 @@ impl Call {
             llm_first_token_ms: ms(turn.llm_ttft),
             tts_first_byte_ms: ms(turn.tts_first),
             voice_to_voice_ms: v2v,
-            added_ms: added.map(|a| a.max(0)),
+            added_ms: added,
         }));
         if turn.end_after {
             self.ending.get_or_insert(Ending::AgentHungUp);
         }
+        self.writer.send(Write::Snapshot(serde_json::json!({
+            "call_id": self.setup.call_id,
+            "campaign_id": self.setup.campaign.id,
+            "state": if self.ending.is_some() { "ending" } else { "live" },
+            "turns": self.seq,
+            "duration_ms": self.ms(Instant::now()),
+            "last_turn": {
+                "seq": turn.seq, "interrupted": interrupted, "stt_ms": turn.stt_ms,
+                "llm_first_token_ms": ms(turn.llm_ttft), "tts_first_byte_ms": ms(turn.tts_first),
+                "voice_to_voice_ms": v2v, "added_ms": added,
+            },
+            "updated_at": Utc::now(),
+        })));
     }
 
     fn silence_deadline(&self) -> Option<Instant> {

@@ -24,6 +24,8 @@ pub enum Write {
         at: DateTime<Utc>,
         now: DateTime<Utc>,
     },
+    /// The live view of the call for `/debug/sessions` (Redis when configured).
+    Snapshot(Value),
 }
 
 #[derive(Clone)]
@@ -34,10 +36,21 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer for one call; the handle ends once every `Writer` clone is dropped and
     /// the queue is written.
-    pub fn spawn(store: Arc<dyn Store>, call_id: i64) -> (Writer, JoinHandle<()>) {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        sessions: Arc<dyn crate::sessions::SessionStore>,
+        call_id: i64,
+    ) -> (Writer, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
         let handle = tokio::spawn(async move {
             while let Some(write) = rx.recv().await {
+                if let Write::Snapshot(v) = &write {
+                    let ttl = std::time::Duration::from_secs(3600);
+                    if let Err(e) = sessions.put(&call_id.to_string(), v, ttl).await {
+                        tracing::warn!(call_id, error = %e, "session snapshot not published");
+                    }
+                    continue;
+                }
                 for attempt in 1..=3 {
                     let result = match &write {
                         Write::Turn(t) => store.add_turn(t, Utc::now()).await,
@@ -60,6 +73,7 @@ impl Writer {
                         Write::Callback { lead_id, at, now } => {
                             store.set_lead_callback(*lead_id, *at, *now).await
                         }
+                        Write::Snapshot(_) => Ok(()),
                     };
                     match result {
                         Ok(()) => break,

@@ -38,6 +38,37 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/media", get(upgrade))
 }
 
+/// `GET /debug/sessions` and `/debug/sessions/{id}`: live calls as published by their tasks
+/// (from any instance when sessions are in Redis). Behind the API key like the REST API.
+pub fn debug_routes() -> Router<AppState> {
+    Router::new()
+        .route("/debug/sessions", get(list_sessions))
+        .route("/debug/sessions/{id}", get(show_session))
+}
+
+async fn list_sessions(
+    State(state): State<AppState>,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    let sessions = state
+        .sessions
+        .list()
+        .await
+        .map_err(|e| crate::error::ApiError::Unavailable(e.to_string()))?;
+    let list: Vec<serde_json::Value> = sessions.into_iter().map(|(_, v)| v).collect();
+    Ok(axum::Json(json!({ "sessions": list })))
+}
+
+async fn show_session(
+    State(state): State<AppState>,
+    crate::error::ApiPath(id): crate::error::ApiPath<String>,
+) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    match state.sessions.get(&id).await {
+        Ok(Some(v)) => Ok(axum::Json(v)),
+        Ok(None) => Err(crate::error::ApiError::not_found("live session", id)),
+        Err(e) => Err(crate::error::ApiError::Unavailable(e.to_string())),
+    }
+}
+
 fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &HeaderMap) -> bool {
     let secret = state.settings.webhook_secret.expose().as_bytes();
     if query
@@ -201,7 +232,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         let _ = sink.close().await;
     });
 
-    let (writer, writes) = Writer::spawn(state.store.clone(), call_id);
+    let (writer, writes) = Writer::spawn(state.store.clone(), state.sessions.clone(), call_id);
     let tuning = CallTuning {
         sample_rate: start.sample_rate,
         max_duration: Duration::from_secs(state.settings.dialer.time_limit_secs as u64),

@@ -436,6 +436,17 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
         hang_up_after: None,
         max: Duration::from_secs(60),
     };
+    // Watch /debug/sessions while the call runs.
+    let (client, url) = (rig.app.client.clone(), rig.app.url("/debug/sessions"));
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..150 {
+            let v: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
+            seen.extend(v["sessions"].as_array().cloned().unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
+    });
     let heard = run_caller(&rig.app, script).await;
     let heard = heard.lock().unwrap();
     assert!(heard.closed_by_bot, "the agent hung up");
@@ -482,6 +493,22 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
     .await;
     assert_eq!(call.intent.as_deref(), Some("interested"));
     assert!(call.stream_sid.as_deref() == Some("MZ1"));
+    let seen = watcher.await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|s| s["call_id"] == call_id && s["turns"].as_i64().unwrap_or(0) >= 1),
+        "the live call was visible in /debug/sessions"
+    );
+    eventually(10, "session gone once the call ended", || async {
+        let live: Value = rig.app.get("/debug/sessions").await.json().await.unwrap();
+        live["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(rig.app.get("/debug/sessions/999").await.status(), 404);
     let _ = rig.campaign_id;
 }
 
