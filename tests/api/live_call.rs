@@ -142,7 +142,7 @@ pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
                         .decode(v["media"]["payload"].as_str().unwrap())
                         .unwrap();
                     heard.media_frames += 1;
-                    if pcm.len() % 320 != 0 {
+                    if !pcm.len().is_multiple_of(320) {
                         heard.misaligned_frames += 1;
                     }
                     heard
@@ -233,11 +233,12 @@ pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
                     .unwrap()
                     .playing_until
                     .is_none_or(|t| now.duration_since(t) > Duration::from_millis(400));
-                if idle && heard.lock().unwrap().media_frames > 0 {
-                    if let Some(line) = lines.next() {
-                        queue.extend(speech::synthesize(line, 8000));
-                        queue.extend(speech::silence(700, 8000));
-                    }
+                if idle
+                    && heard.lock().unwrap().media_frames > 0
+                    && let Some(line) = lines.next()
+                {
+                    queue.extend(speech::synthesize(line, 8000));
+                    queue.extend(speech::silence(700, 8000));
                 }
             }
         }
@@ -373,7 +374,7 @@ async fn llm_never_answering_gives_a_filler_then_a_graceful_end(backend: Backend
         max: Duration::from_secs(30),
     };
     let heard = run_caller(&rig.app, script).await;
-    let heard = heard.lock().unwrap();
+    let heard = std::mem::take(&mut *heard.lock().unwrap());
     assert!(
         heard.text.contains("one moment"),
         "a filler instead of silence: {}",
@@ -448,7 +449,7 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
         seen
     });
     let heard = run_caller(&rig.app, script).await;
-    let heard = heard.lock().unwrap();
+    let heard = std::mem::take(&mut *heard.lock().unwrap());
     assert!(heard.closed_by_bot, "the agent hung up");
     assert!(
         heard
@@ -463,7 +464,6 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
     );
     assert_eq!(heard.clears, 0, "no clear without a barge-in");
     assert!(heard.first_audio_after_start.unwrap() < Duration::from_secs(2));
-    drop(heard);
 
     let call_id = rig.call_id;
     let turns = eventually(10, "turns stored", || async {
@@ -561,14 +561,13 @@ async fn backchannel_does_not_interrupt_the_agent(backend: Backend) {
         max: Duration::from_secs(30),
     };
     let heard = run_caller(&rig.app, script).await;
-    let heard = heard.lock().unwrap();
+    let heard = std::mem::take(&mut *heard.lock().unwrap());
     assert_eq!(heard.clears, 0, "no clear for a backchannel");
     assert!(
         heard.text.contains("Do you have a minute?"),
         "the whole greeting was spoken: {}",
         heard.text
     );
-    drop(heard);
     let turns = turns(&rig.app, rig.call_id).await;
     assert!(!turns[0].interrupted);
     assert!(
