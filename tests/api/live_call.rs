@@ -102,6 +102,16 @@ pub struct Script {
 }
 
 pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
+    run_caller_as(app, script, "CA-live-1", "+919876543210").await
+}
+
+/// The same caller on a stream with another carrier call id and number.
+pub async fn run_caller_as(
+    app: &TestApp,
+    script: Script,
+    call_sid: &str,
+    from: &str,
+) -> Arc<Mutex<Heard>> {
     let secret = app.state.settings.webhook_secret.expose().to_string();
     let url = format!(
         "{}/media?secret={secret}",
@@ -115,7 +125,7 @@ pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
         .await
         .unwrap();
     let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ1", "start": {
-        "stream_sid": "MZ1", "call_sid": "CA-live-1", "account_sid": "AC1", "from": "+919876543210",
+        "stream_sid": "MZ1", "call_sid": call_sid, "account_sid": "AC1", "from": from,
         "to": "+918044556677", "custom_parameters": {},
         "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
     tx.send(Message::text(start.to_string())).await.unwrap();
@@ -273,7 +283,50 @@ crate::on_each_backend!(
     llm_rate_limit_is_retried_within_the_turn,
     llm_never_answering_gives_a_filler_then_a_graceful_end,
     hindi_passes_through_intact,
+    an_unknown_stream_is_an_inbound_call_from_a_new_contact,
 );
+
+async fn an_unknown_stream_is_an_inbound_call_from_a_new_contact(backend: Backend) {
+    let Some(rig) = live_rig(
+        backend,
+        "Hello {name}, do you have a minute?",
+        "en-IN",
+        deepgram::Config::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let script = Script {
+        lines: vec!["What is this about?"],
+        during_greeting: None,
+        hang_up_after: Some(Duration::from_secs(9)),
+        max: Duration::from_secs(20),
+    };
+    run_caller_as(&rig.app, script, "CA-inbound-7", "+919812312312").await;
+    let store = &rig.app.state.store;
+    let lead = eventually(10, "inbound lead", || async {
+        store.find_lead_by_phone("+919812312312").await.unwrap()
+    })
+    .await;
+    let campaign = store.get_campaign(lead.campaign_id).await.unwrap();
+    assert_eq!(campaign.spec.name, "Inbound calls");
+    let call = eventually(10, "inbound call ended", || async {
+        let c = store.find_call_by_sid("CA-inbound-7").await.unwrap()?;
+        (c.status == voice_agent::store::CallStatus::Completed).then_some(c)
+    })
+    .await;
+    assert_eq!(call.direction, "inbound");
+    let turns = store.turns_of_call(call.id).await.unwrap();
+    assert!(
+        turns
+            .iter()
+            .any(|t| t.speaker == "caller" && t.text == "What is this about?"),
+        "{turns:?}"
+    );
+    // The outbound call placed for the campaign's own lead is untouched.
+    assert_eq!(store.get_call(rig.call_id).await.unwrap().stream_sid, None);
+}
 
 async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
     let dg = deepgram::Config {
