@@ -148,15 +148,12 @@ async fn killing_the_service_mid_call_keeps_the_turns_and_loses_no_lead() {
         count(&db, "SELECT COUNT(*) FROM transcript_turns").await >= 3,
         "turns spoken before the kill are kept"
     );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT COUNT(*) FROM transcript_turns WHERE speaker = 'caller'"
-        )
-        .await
-            >= 1,
-        true
-    );
+    let caller_turns = count(
+        &db,
+        "SELECT COUNT(*) FROM transcript_turns WHERE speaker = 'caller'",
+    )
+    .await;
+    assert!(caller_turns >= 1, "the caller's words are kept");
 
     // Start again: the interrupted call is settled, the rest of the campaign is dialled.
     tokio::time::sleep(Duration::from_millis(500)).await;
