@@ -150,6 +150,9 @@ pub struct Call {
     hangup_mark_sent: Option<Instant>,
     llm_failures: u32,
     language: String,
+    /// The model's previous reply and how many times in a row it was said again.
+    last_reply: String,
+    repeats: u32,
 }
 
 /// Runs the call until it ends; returns why.
@@ -192,6 +195,8 @@ pub async fn run(
         hangup_mark_sent: None,
         llm_failures: 0,
         language,
+        last_reply: String::new(),
+        repeats: 0,
     };
     // The greeting needs no model: speak it at once.
     call.say(&greeting, None).await;
@@ -561,6 +566,23 @@ impl Call {
         };
         let calls = std::mem::take(&mut turn.tool_calls);
         let said = turn.text();
+        // A model saying the same thing again and again is stuck: end politely.
+        if !said.is_empty() && said == self.last_reply {
+            self.repeats += 1;
+        } else if !said.is_empty() {
+            self.repeats = 0;
+            self.last_reply = said.clone();
+        }
+        if self.repeats >= 2 && self.ending.is_none() {
+            tracing::warn!(
+                call_id = self.setup.call_id,
+                "the model keeps repeating itself: ending the call"
+            );
+            self.ending = Some(Ending::AgentHungUp);
+            if let Some(t) = self.agent.as_mut() {
+                t.end_after = true;
+            }
+        }
         if calls.is_empty() {
             if !said.is_empty() {
                 self.history.push(Message::assistant(said));
