@@ -15,7 +15,7 @@ use crate::agent::phrases::PhraseSplitter;
 use crate::agent::tools::{self, Action};
 use crate::agent::{prompt, turns};
 use crate::providers::deepgram::{SttEvent, SttEvents, SttSession};
-use crate::providers::elevenlabs::{ContextId, TtsEvent, TtsSession};
+use crate::providers::elevenlabs::{AudioStream, ContextId, ElevenLabs, TtsEvent, TtsSession};
 use crate::providers::openai::{
     ChatRequest, ChatStream, LlmError, LlmEvent, Message, OpenAiClient, ToolCall,
 };
@@ -91,6 +91,9 @@ struct AgentTurn {
     follow_ups: u32,
     flushed: bool,
     tts_done: bool,
+    /// The TTS socket failed mid-turn: the rest is spoken through the HTTP stream.
+    tts_broken: bool,
+    fallback_started: bool,
     end_after: bool,
     /// When the caller's turn ended (for voice-to-voice), and latency parts.
     caller_done_at: Option<Instant>,
@@ -132,6 +135,9 @@ pub struct Call {
     llm: OpenAiClient,
     stt: SttSession,
     tts: TtsSession,
+    /// HTTP streaming TTS, for finishing a turn whose WebSocket failed.
+    tts_http: Option<(ElevenLabs, String)>,
+    fallback: Option<AudioStream>,
     out: mpsc::Sender<CarrierCommand>,
     writer: Writer,
     playout: Playout,
@@ -163,6 +169,7 @@ pub async fn run(
     llm: OpenAiClient,
     (stt, mut stt_events): (SttSession, SttEvents),
     (tts, mut tts_events): (TtsSession, mpsc::Receiver<TtsEvent>),
+    tts_http: Option<(ElevenLabs, String)>,
     mut carrier: mpsc::Receiver<CarrierEvent>,
     out: mpsc::Sender<CarrierCommand>,
     writer: Writer,
@@ -179,6 +186,8 @@ pub async fn run(
         llm,
         stt,
         tts,
+        tts_http,
+        fallback: None,
         out,
         writer,
         history: vec![Message::system(system)],
@@ -262,6 +271,12 @@ pub async fn run(
                 }
             },
             ev = llm_next => call.on_llm(ev).await,
+            chunk = async {
+                match call.fallback.as_mut() {
+                    Some(s) => s.next().await,
+                    None => std::future::pending().await,
+                }
+            } => call.on_fallback_audio(chunk),
             _ = sleep_opt(silence_due) => call.on_silence().await,
             _ = tokio::time::sleep_until(max_end), if call.ending.is_none() => {
                 call.goodbye(Ending::MaxDuration).await;
@@ -468,6 +483,8 @@ impl Call {
             follow_ups: 0,
             flushed: false,
             tts_done: false,
+            tts_broken: false,
+            fallback_started: false,
             end_after: false,
             caller_done_at,
             stt_ms: None,
@@ -506,6 +523,9 @@ impl Call {
         turn.phrases
             .push((phrase.to_string(), turn.chars_sent, mark, false));
         turn.text_sent_at.get_or_insert(Instant::now());
+        if turn.tts_broken {
+            return; // spoken by the HTTP fallback once the reply is complete
+        }
         if let Err(e) = self.tts.send_text(phrase).await {
             tracing::warn!(error = %e, "TTS refused text");
         }
@@ -521,6 +541,10 @@ impl Call {
         turn.flushed = true;
         if turn.phrases.is_empty() {
             turn.tts_done = true;
+            return;
+        }
+        if turn.tts_broken {
+            self.start_fallback().await;
             return;
         }
         if let Err(e) = self.tts.flush().await {
@@ -728,13 +752,83 @@ impl Call {
                 }
                 turn.tts_done = true;
             }
-            TtsEvent::Error { error, .. } => {
-                tracing::warn!(?error, "TTS error");
+            TtsEvent::Error { error, context } => {
+                tracing::warn!(?error, "TTS failed mid-turn: finishing the turn over HTTP");
+                let Some(t) = self.agent.as_mut() else { return };
+                if context.as_ref().is_some_and(|c| *c != t.context) || t.tts_done {
+                    return;
+                }
+                t.tts_broken = true;
+                if t.flushed {
+                    self.start_fallback().await;
+                }
+            }
+            TtsEvent::Closed => {}
+        }
+    }
+
+    /// Speaks what the failed TTS socket had not voiced yet, through the HTTP stream.
+    async fn start_fallback(&mut self) {
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
+        if turn.fallback_started {
+            return;
+        }
+        turn.fallback_started = true;
+        let text: String = turn
+            .phrases
+            .iter()
+            .map(|p| p.0.as_str())
+            .collect::<String>()
+            .chars()
+            .skip(turn.chars_aligned)
+            .collect();
+        let Some((http, voice)) = self.tts_http.clone() else {
+            turn.tts_done = true;
+            return;
+        };
+        if text.trim().is_empty() {
+            turn.tts_done = true;
+            return;
+        }
+        match http.synthesize_stream(text.trim(), &voice).await {
+            Ok(stream) => self.fallback = Some(stream),
+            Err(e) => {
+                tracing::error!(error = %e, "HTTP TTS fallback failed too");
                 if let Some(t) = self.agent.as_mut() {
                     t.tts_done = true;
                 }
             }
-            TtsEvent::Closed => {}
+        }
+    }
+
+    fn on_fallback_audio(
+        &mut self,
+        chunk: Option<Result<Bytes, crate::providers::elevenlabs::TtsError>>,
+    ) {
+        match chunk {
+            Some(Ok(pcm)) => {
+                if let Some(t) = self.agent.as_mut() {
+                    t.first_audio_at.get_or_insert(Instant::now());
+                }
+                self.playout.push_audio(&pcm);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "HTTP TTS fallback stream failed");
+                self.fallback = None;
+            }
+            None => {
+                self.fallback = None;
+                if let Some(turn) = self.agent.as_mut() {
+                    while turn.marks_placed < turn.phrases.len() {
+                        self.playout
+                            .end_phrase(turn.phrases[turn.marks_placed].2.clone());
+                        turn.marks_placed += 1;
+                    }
+                    turn.tts_done = true;
+                }
+            }
         }
     }
 

@@ -171,6 +171,10 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         tts_config.voice_id = voice.clone();
     }
     tts_config.language_code = Some(language.split('-').next().unwrap_or("en").to_string());
+    let tts_http = Some((
+        crate::providers::elevenlabs::ElevenLabs::new(state.http.clone(), tts_config.clone()),
+        tts_config.voice_id.clone(),
+    ));
     let (stt, tts) = tokio::join!(
         state.providers.stt.connect(&options),
         crate::providers::elevenlabs::TtsSession::connect(tts_config)
@@ -245,6 +249,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         state.providers.llm.clone(),
         stt,
         tts,
+        tts_http,
         in_rx,
         out_tx,
         writer,

@@ -20,6 +20,7 @@ pub struct LiveRig {
     pub campaign_id: i64,
     pub dg: deepgram::Handle,
     pub llm: openai::Handle,
+    pub tts: elevenlabs::Handle,
     _emulators: Vec<Running>,
 }
 
@@ -29,6 +30,23 @@ pub async fn live_rig(
     language: &str,
     dg_config: deepgram::Config,
 ) -> Option<LiveRig> {
+    live_rig_with(
+        backend,
+        greeting,
+        language,
+        dg_config,
+        elevenlabs::Config::fast(),
+    )
+    .await
+}
+
+pub async fn live_rig_with(
+    backend: Backend,
+    greeting: &str,
+    language: &str,
+    dg_config: deepgram::Config,
+    el_config: elevenlabs::Config,
+) -> Option<LiveRig> {
     let (dg_run, dg) = deepgram::spawn(dg_config).await.unwrap();
     let (oa_run, llm) = openai::spawn(openai::Config {
         time_to_first_token: Duration::from_millis(50),
@@ -37,7 +55,7 @@ pub async fn live_rig(
     })
     .await
     .unwrap();
-    let (el_run, _el) = elevenlabs::spawn(elevenlabs::Config::fast()).await.unwrap();
+    let (el_run, el) = elevenlabs::spawn(el_config).await.unwrap();
     let app = spawn_app_with(backend, |s| {
         s.deepgram.url = format!("{}/v1/listen", dg_run.ws_url());
         s.deepgram.api_key = Some(Secret::new("dg-key"));
@@ -74,6 +92,7 @@ pub async fn live_rig(
         campaign_id,
         dg,
         llm,
+        tts: el,
         _emulators: vec![dg_run, oa_run, el_run],
     })
 }
@@ -284,7 +303,46 @@ crate::on_each_backend!(
     llm_never_answering_gives_a_filler_then_a_graceful_end,
     hindi_passes_through_intact,
     an_unknown_stream_is_an_inbound_call_from_a_new_contact,
+    tts_socket_dropping_mid_turn_is_finished_over_http,
 );
+
+async fn tts_socket_dropping_mid_turn_is_finished_over_http(backend: Backend) {
+    // Generation at half real time, and the first TTS socket cut after one second: the greeting
+    // (about five seconds of speech) is still being generated when it goes.
+    let el = elevenlabs::Config {
+        real_time_factor: 0.5,
+        faults: elevenlabs::Faults {
+            drop_ws_after: Some(Duration::from_secs(1)),
+            drop_first_ws: 1,
+            ..Default::default()
+        },
+        ..elevenlabs::Config::fast()
+    };
+    let greeting = "Namaste {name}, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?";
+    let Some(rig) =
+        live_rig_with(backend, greeting, "en-IN", deepgram::Config::default(), el).await
+    else {
+        return;
+    };
+    let script = Script {
+        lines: vec![],
+        during_greeting: None,
+        hang_up_after: Some(Duration::from_secs(12)),
+        max: Duration::from_secs(20),
+    };
+    let heard = run_caller(&rig.app, script).await;
+    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    assert!(
+        heard.text.starts_with("Namaste Asha, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?"),
+        "the whole greeting was heard: {:?}",
+        heard.text
+    );
+    assert!(
+        rig.tts.stats().http_requests >= 1,
+        "the rest came over HTTP"
+    );
+    assert_eq!(heard.misaligned_frames, 0);
+}
 
 async fn an_unknown_stream_is_an_inbound_call_from_a_new_contact(backend: Backend) {
     let Some(rig) = live_rig(
