@@ -171,6 +171,11 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         tts_config.voice_id = voice.clone();
     }
     tts_config.language_code = Some(language.split('-').next().unwrap_or("en").to_string());
+    // Agent audio in the stream's own rate, so nothing is transcoded.
+    tts_config.output_format = match start.sample_rate {
+        16000 => crate::providers::elevenlabs::OutputFormat::Pcm16000,
+        _ => crate::providers::elevenlabs::OutputFormat::Pcm8000,
+    };
     let tts_http = Some((
         crate::providers::elevenlabs::ElevenLabs::new(state.http.clone(), tts_config.clone()),
         tts_config.voice_id.clone(),

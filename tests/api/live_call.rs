@@ -714,3 +714,49 @@ async fn caller_hanging_up_mid_sentence_keeps_everything_said(backend: Backend) 
     assert!(turns[0].text.starts_with("Namaste"));
     assert!(call.ended_at.is_some());
 }
+
+#[tokio::test]
+async fn media_socket_is_refused_without_the_secret() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await.unwrap();
+    let ws = app.base.replacen("http", "ws", 1);
+    let secret = app.state.settings.webhook_secret.expose().to_string();
+    // Exotel sends URL credentials (`wss://KEY:TOKEN@host/media`) as Basic auth.
+    let basic = |user: &str, password: &str| {
+        let mut request = format!("{ws}/media").into_client_request().unwrap();
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        request
+            .headers_mut()
+            .insert("authorization", format!("Basic {token}").parse().unwrap());
+        request
+    };
+    let refused = [
+        format!("{ws}/media").into_client_request().unwrap(),
+        format!("{ws}/media?secret=wrong")
+            .into_client_request()
+            .unwrap(),
+        basic("exotel", "wrong"),
+    ];
+    for request in refused {
+        let uri = request.uri().to_string();
+        match tokio_tungstenite::connect_async(request).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{uri}")
+            }
+            other => panic!("{uri}: expected 401, got {:?}", other.map(|_| ())),
+        }
+    }
+    assert!(
+        tokio_tungstenite::connect_async(basic("exotel", &secret))
+            .await
+            .is_ok(),
+        "Basic auth accepted"
+    );
+    let with_query = format!("{ws}/media?secret={secret}");
+    assert!(
+        tokio_tungstenite::connect_async(with_query.as_str())
+            .await
+            .is_ok(),
+        "query secret accepted"
+    );
+}
