@@ -46,12 +46,7 @@ async fn campaign_with_only_a_name_gets_the_defaults(app: TestApp) {
     assert!(c["greeting"].as_str().unwrap().contains("{name}"));
 
     let id = c["id"].as_i64().unwrap();
-    let fetched: Value = app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(fetched["name"], "Solar Pune");
     assert_eq!(fetched["created_at"], c["created_at"]);
 }
@@ -64,7 +59,7 @@ async fn name_is_required(app: TestApp) {
     assert_eq!(error_code(res).await, "validation_failed");
     let res = app.post_json("/campaigns", json!({"name": "   "})).await;
     assert_eq!(res.status(), 422);
-    let list: Value = app.get("/campaigns").await.json().await.unwrap();
+    let list: Value = app.get_json("/campaigns").await;
     assert_eq!(
         list["campaigns"].as_array().unwrap().len(),
         0,
@@ -161,12 +156,7 @@ async fn patch_changes_only_given_fields(app: TestApp) {
     assert_eq!(c["retry_delays"]["busy"], json!([5, 10]));
     assert_eq!(c["retry_delays"]["no_answer"], json!([30]));
     assert_eq!(c["qualification_fields"][0]["name"], "loan_amount");
-    let again: Value = app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(
         again["greeting"],
         "Namaste {name}, Bharat Finance se baat kar rahe hain."
@@ -182,12 +172,7 @@ async fn invalid_patch_changes_nothing(app: TestApp) {
         )
         .await;
     assert_eq!(res.status(), 422);
-    let c: Value = app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["name"], "Insurance");
     assert_eq!(c["calling_window"]["start"], "10:00");
 }
@@ -195,7 +180,7 @@ async fn invalid_patch_changes_nothing(app: TestApp) {
 async fn list_returns_every_campaign(app: TestApp) {
     let a = app.create_campaign("A").await;
     let b = app.create_campaign("B").await;
-    let list: Value = app.get("/campaigns").await.json().await.unwrap();
+    let list: Value = app.get_json("/campaigns").await;
     let ids: Vec<i64> = list["campaigns"]
         .as_array()
         .unwrap()
@@ -274,12 +259,7 @@ async fn completed_campaign_refuses_changes(app: TestApp) {
     assert_eq!(res.status(), 409);
     let res = app.upload(id, "phone\n9876543211\n").await;
     assert_eq!(res.status(), 409);
-    let c: Value = app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["status"], "completed");
     assert_eq!(c["lead_counts"]["pending"], 1);
 }
@@ -288,12 +268,7 @@ async fn show_counts_leads_by_status(app: TestApp) {
     let id = app.create_campaign("Counts").await;
     app.upload(id, "phone\n9876543210\n9876543211\n9876543212\n")
         .await;
-    let c: Value = app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["lead_counts"]["pending"], 3);
     assert_eq!(c["lead_counts"]["completed"], 0);
 }

@@ -21,6 +21,16 @@ pub struct Rig {
 }
 
 /// 2026-11-25 (a Wednesday) at `hh:mm` India time.
+impl Rig {
+    /// One dialer tick at the service's clock.
+    pub async fn tick(&self) -> voice_agent::dialer::Outcome {
+        self.dialer
+            .run_once(self.app.state.clock.now())
+            .await
+            .unwrap()
+    }
+}
+
 pub fn ist(day: u32, hh: u32, mm: u32) -> DateTime<Utc> {
     chrono_tz::Asia::Kolkata
         .with_ymd_and_hms(2026, 11, day, hh, mm, 0)
@@ -86,11 +96,8 @@ pub async fn running_campaign(app: &TestApp, body: Value, csv: &str) -> i64 {
 
 pub async fn leads(app: &TestApp, campaign: i64) -> Vec<Value> {
     let page: Value = app
-        .get(&format!("/campaigns/{campaign}/leads?limit=1000"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/campaigns/{campaign}/leads?limit=1000"))
+        .await;
     page["leads"].as_array().unwrap().clone()
 }
 
@@ -126,11 +133,7 @@ async fn call_is_placed_with_exotels_exact_form_and_auth(backend: Backend) {
         return;
     };
     let id = running_campaign(&rig.app, json!({"name": "Form"}), "phone\n98765 43210\n").await;
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!((out.claimed, out.dialed), (1, 1));
 
     let reqs = rig.exotel.requests();
@@ -164,13 +167,7 @@ async fn call_is_placed_with_exotels_exact_form_and_auth(backend: Backend) {
     let lead = &leads(&rig.app, id).await[0];
     assert_eq!(lead["status"], "in_progress");
     assert_eq!(lead["attempts"], 1);
-    let detail: Value = rig
-        .app
-        .get(&format!("/leads/{}", lead["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = rig.app.get_json(&format!("/leads/{}", lead["id"])).await;
     let call = &detail["calls"][0];
     assert_eq!(call["status"], "dialing");
     assert!(call["carrier_sid"].as_str().unwrap().starts_with("emu"));
@@ -182,10 +179,7 @@ async fn direct_stream_mode_sends_stream_url(backend: Backend) {
         return;
     };
     running_campaign(&rig.app, json!({"name": "Direct"}), "phone\n9876543210\n").await;
-    rig.dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    rig.tick().await;
     let r = &rig.exotel.requests()[0];
     assert_eq!(r.get("Url"), None);
     assert_eq!(r.get("StreamType"), Some("bidirectional"));
@@ -203,41 +197,22 @@ async fn answered_call_completes_lead_and_campaign(backend: Backend) {
         return;
     };
     let id = running_campaign(&rig.app, json!({"name": "Answered"}), "phone\n9876543210\n").await;
-    rig.dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    rig.tick().await;
     let lead = eventually(10, "lead completed", || async {
         let l = lead_status(&rig.app, id, "+919876543210").await;
         (l["status"] == "completed").then_some(l)
     })
     .await;
     assert_eq!(lead["last_result"], "answered");
-    let detail: Value = rig
-        .app
-        .get(&format!("/leads/{}", lead["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = rig.app.get_json(&format!("/leads/{}", lead["id"])).await;
     let call = &detail["calls"][0];
     assert_eq!(call["status"], "completed");
     assert_eq!(call["answered_by"], "Human");
     assert!(call["answered_at"].is_string());
     assert!(call["ended_at"].is_string());
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!(out.completed_campaigns, [id]);
-    let c: Value = rig
-        .app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = rig.app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["status"], "completed");
 }
 
@@ -346,11 +321,7 @@ async fn lead_time_zone_decides_the_window(backend: Backend) {
     .await;
     // 19:30 in India, 18:00 in Dubai.
     rig.app.state.clock.set(ist(25, 19, 30));
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!((out.claimed, out.deferred), (1, 1));
     assert_eq!(rig.exotel.dialled(), ["+919876543211"]);
     let india = lead_status(&rig.app, id, "+919876543210").await;
@@ -371,11 +342,7 @@ async fn do_not_call_numbers_are_never_dialled(backend: Backend) {
     rig.app
         .post_json("/dnc", json!({"phone": "9876543211"}))
         .await;
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!(out.claimed, 1);
     assert_eq!(rig.exotel.dialled(), ["+919876543210"]);
     assert_eq!(
@@ -459,19 +426,9 @@ async fn auth_error_pauses_campaign_without_consuming_attempts(backend: Backend)
     };
     let id = running_campaign(&rig.app, json!({"name": "Auth"}), "phone\n9876543210\n").await;
     rig.exotel.inject_faults(&[401]);
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!((out.released, out.paused_campaigns.clone()), (1, vec![id]));
-    let c: Value = rig
-        .app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = rig.app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["status"], "paused");
     assert!(c["status_reason"].as_str().unwrap().contains("401"), "{c}");
     let lead = lead_status(&rig.app, id, "+919876543210").await;
@@ -481,22 +438,9 @@ async fn auth_error_pauses_campaign_without_consuming_attempts(backend: Backend)
     );
     // After the operator fixes it and resumes, the lead is dialled.
     rig.app.post(&format!("/campaigns/{id}/resume")).await;
-    let c: Value = rig
-        .app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = rig.app.get_json(&format!("/campaigns/{id}")).await;
     assert!(c["status_reason"].is_null());
-    assert_eq!(
-        rig.dialer
-            .run_once(rig.app.state.clock.now())
-            .await
-            .unwrap()
-            .dialed,
-        1
-    );
+    assert_eq!(rig.tick().await.dialed, 1);
 }
 
 async fn rate_limit_backs_off_without_consuming_attempts(backend: Backend) {
@@ -561,19 +505,9 @@ async fn missing_exotel_configuration_pauses_with_the_variable_named(backend: Ba
         "phone\n9876543210\n",
     )
     .await;
-    let out = rig
-        .dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    let out = rig.tick().await;
     assert_eq!(out.paused_campaigns, [id]);
-    let c: Value = rig
-        .app
-        .get(&format!("/campaigns/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let c: Value = rig.app.get_json(&format!("/campaigns/{id}")).await;
     assert!(
         c["status_reason"]
             .as_str()

@@ -27,14 +27,14 @@ async fn numbers_are_added_normalised_listed_and_removed(app: TestApp) {
         201
     );
 
-    let list: Value = app.get("/dnc").await.json().await.unwrap();
+    let list: Value = app.get_json("/dnc").await;
     assert_eq!(list["numbers"].as_array().unwrap().len(), 1);
     assert_eq!(list["numbers"][0]["reason"], "asked");
-    let check: Value = app.get("/dnc/9876543210").await.json().await.unwrap();
+    let check: Value = app.get_json("/dnc/9876543210").await;
     assert_eq!(check["do_not_call"], true);
 
     assert_eq!(app.delete("/dnc/+919876543210").await.status(), 204);
-    let check: Value = app.get("/dnc/9876543210").await.json().await.unwrap();
+    let check: Value = app.get_json("/dnc/9876543210").await;
     assert_eq!(check["do_not_call"], false);
 }
 
@@ -53,11 +53,8 @@ async fn listing_a_number_stops_its_waiting_leads(app: TestApp) {
     app.upload(id, "phone\n9876543210\n9876543211\n").await;
     app.post_json("/dnc", json!({"phone": "9876543211"})).await;
     let page: Value = app
-        .get(&format!("/campaigns/{id}/leads?status=do_not_call"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/campaigns/{id}/leads?status=do_not_call"))
+        .await;
     assert_eq!(page["total"], 1);
     assert_eq!(page["leads"][0]["phone"], "+919876543211");
     assert!(page["leads"][0]["next_attempt_at"].is_null());

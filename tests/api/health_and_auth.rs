@@ -37,7 +37,7 @@ async fn health_reports_redis_when_configured() {
     let app = spawn_app_with(Backend::Sqlite, |s| s.redis_url = Some(url))
         .await
         .unwrap();
-    let body: Value = app.get("/health").await.json().await.unwrap();
+    let body: Value = app.get_json("/health").await;
     assert_eq!(body["redis"]["status"], "ok");
     assert_eq!(body["sessions"]["kind"], "redis");
 }

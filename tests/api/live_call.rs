@@ -611,7 +611,7 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
         "the live call was visible in /debug/sessions"
     );
     eventually(10, "session gone once the call ended", || async {
-        let live: Value = rig.app.get("/debug/sessions").await.json().await.unwrap();
+        let live: Value = rig.app.get_json("/debug/sessions").await;
         live["sessions"]
             .as_array()
             .unwrap()

@@ -63,12 +63,7 @@ async fn two_instances_dial_each_of_1000_leads_once_within_a_shared_cap_of_20() 
         tokio::spawn(dialer.run(stop.clone()));
     }
     eventually(180, "campaign completed", || async {
-        let c: Value = a
-            .get(&format!("/campaigns/{campaign}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let c: Value = a.get_json(&format!("/campaigns/{campaign}")).await;
         (c["status"] == "completed").then_some(())
     })
     .await;

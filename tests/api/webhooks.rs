@@ -30,18 +30,9 @@ crate::on_each_backend!(
 /// A running campaign with one dialled lead; returns (campaign, call id, carrier sid, url).
 async fn dialled(rig: &crate::dialer::Rig, body: Value) -> (i64, i64, String, String) {
     let id = running_campaign(&rig.app, body, "phone\n9876543210\n").await;
-    rig.dialer
-        .run_once(rig.app.state.clock.now())
-        .await
-        .unwrap();
+    rig.tick().await;
     let lead = &leads(&rig.app, id).await[0];
-    let detail: Value = rig
-        .app
-        .get(&format!("/leads/{}", lead["id"]))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = rig.app.get_json(&format!("/leads/{}", lead["id"])).await;
     let call = &detail["calls"][0];
     let url = format!(
         "/webhooks/exotel/status?secret={}",
@@ -91,13 +82,7 @@ async fn json_urlencoded_and_multipart_bodies_are_all_understood(backend: Backen
         )
         .await;
     assert_eq!(res.status(), 200);
-    let call: Value = rig
-        .app
-        .get(&format!("/calls/{call_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let call: Value = rig.app.get_json(&format!("/calls/{call_id}")).await;
     assert_eq!(call["status"], "in-progress");
     // terminal, urlencoded, Exotel's flattened Legs
     let form = format!(
@@ -114,13 +99,7 @@ async fn json_urlencoded_and_multipart_bodies_are_all_understood(backend: Backen
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let call: Value = rig
-        .app
-        .get(&format!("/calls/{call_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let call: Value = rig.app.get_json(&format!("/calls/{call_id}")).await;
     assert_eq!(call["status"], "completed");
     assert_eq!(call["conversation_duration"], 42);
     assert_eq!(call["recording_url"], "https://rec.example/1.mp3");
@@ -140,13 +119,7 @@ async fn json_urlencoded_and_multipart_bodies_are_all_understood(backend: Backen
             .await
             .unwrap();
         let lead = &leads(&rig2.app, id).await[0];
-        let d: Value = rig2
-            .app
-            .get(&format!("/leads/{}", lead["id"]))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let d: Value = rig2.app.get_json(&format!("/leads/{}", lead["id"])).await;
         (
             id,
             d["calls"][0]["id"].as_i64().unwrap(),
@@ -167,13 +140,7 @@ async fn json_urlencoded_and_multipart_bodies_are_all_understood(backend: Backen
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let call: Value = rig
-        .app
-        .get(&format!("/calls/{call2}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let call: Value = rig.app.get_json(&format!("/calls/{call2}")).await;
     assert_eq!(call["status"], "busy");
     assert_eq!(
         rig.app.state.store.count_active_calls(None).await.unwrap(),
@@ -253,13 +220,7 @@ async fn conversation_outcome_is_never_overwritten_by_the_carrier(backend: Backe
             json!({"CallSid": sid, "Status": "completed", "EventType": "terminal"}),
         )
         .await;
-    let call: Value = rig
-        .app
-        .get(&format!("/calls/{call_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let call: Value = rig.app.get_json(&format!("/calls/{call_id}")).await;
     assert_eq!(call["intent"], "interested");
     assert_eq!(call["qualification"]["budget"], "2 lakh");
     let lead = &leads(&rig.app, id).await[0];
@@ -290,7 +251,7 @@ async fn do_not_call_said_in_a_call_is_honoured_forever(backend: Backend) {
         )
         .await;
     assert_eq!(leads(&rig.app, id).await[0]["status"], "do_not_call");
-    let check: Value = rig.app.get("/dnc/9876543210").await.json().await.unwrap();
+    let check: Value = rig.app.get_json("/dnc/9876543210").await;
     assert_eq!(check["do_not_call"], true);
     // The number is skipped by any later campaign.
     let other = rig.app.create_campaign("Later").await;
@@ -341,21 +302,7 @@ async fn callback_is_dialled_at_the_asked_time_moved_into_the_window(backend: Ba
     assert_eq!(next, ist(26, 10, 0));
 
     rig.app.state.clock.set(ist(26, 9, 59));
-    assert_eq!(
-        rig.dialer
-            .run_once(rig.app.state.clock.now())
-            .await
-            .unwrap()
-            .claimed,
-        0
-    );
+    assert_eq!(rig.tick().await.claimed, 0);
     rig.app.state.clock.set(ist(26, 10, 0));
-    assert_eq!(
-        rig.dialer
-            .run_once(rig.app.state.clock.now())
-            .await
-            .unwrap()
-            .dialed,
-        1
-    );
+    assert_eq!(rig.tick().await.dialed, 1);
 }
