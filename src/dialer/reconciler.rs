@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::settle::settle_call;
-use crate::providers::exotel::{ExotelClient, ExotelError, parse_exotel_time};
+use crate::providers::exotel::{ExotelClient, ExotelError};
 use crate::store::{CallStatus, CarrierUpdate, Store, StoreResult};
 
 /// A claimed call with no carrier id older than this was never placed (the process died
@@ -88,9 +88,4 @@ pub fn terminal_status(status: &str) -> Option<CallStatus> {
         "canceled" | "cancelled" => Some(CallStatus::Canceled),
         _ => None,
     }
-}
-
-/// Parses an Exotel time field if present.
-pub fn time_field(v: Option<String>) -> Option<DateTime<Utc>> {
-    v.as_deref().and_then(parse_exotel_time)
 }

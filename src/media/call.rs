@@ -957,11 +957,7 @@ impl Call {
         {
             return None;
         }
-        Some(self.last_activity.max(self.playout_done_at()) + self.tuning.silence_timeout)
-    }
-
-    fn playout_done_at(&self) -> Instant {
-        self.started
+        Some(self.last_activity + self.tuning.silence_timeout)
     }
 
     async fn on_silence(&mut self) {

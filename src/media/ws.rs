@@ -19,6 +19,7 @@ use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::call::{self, CallSetup, CallTuning};
 use super::writer::Writer;
@@ -140,9 +141,8 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         }
     };
     let call_id = setup.call_id;
+    // Every log line of the call carries its ids.
     let span = tracing::info_span!("call", call_id, campaign_id = setup.campaign.id);
-    let _guard = span.enter();
-    drop(_guard);
 
     // Both provider sockets at once, before anything is said.
     let language = setup.campaign.spec.language.clone();
@@ -260,6 +260,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         writer,
         state.shutdown.clone(),
     )
+    .instrument(span)
     .await;
     tracing::info!(call_id, ?ending, "call ended");
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;

@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::constant_time_eq;
-use crate::dialer::reconciler::{terminal_status, time_field};
+use crate::dialer::reconciler::terminal_status;
 use crate::dialer::settle::settle_call;
 use crate::error::{ApiError, error_response};
-use crate::providers::exotel::text;
+use crate::providers::exotel::{parse_exotel_time, text};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate};
 
@@ -195,7 +195,11 @@ async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Val
     {
         CarrierUpdate {
             status: Some(CallStatus::InProgress),
-            answered_at: time_field(event.start_time.clone()).or(Some(now)),
+            answered_at: event
+                .start_time
+                .as_deref()
+                .and_then(parse_exotel_time)
+                .or(Some(now)),
             answered_by: event.answered_by.clone(),
             ..Default::default()
         }
@@ -205,9 +209,18 @@ async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Val
             answered_by: event.answered_by.clone(),
             recording_url: event.recording_url.clone(),
             conversation_duration: event.conversation_duration,
-            answered_at: time_field(event.start_time.clone())
+            answered_at: event
+                .start_time
+                .as_deref()
+                .and_then(parse_exotel_time)
                 .filter(|_| event.conversation_duration.is_some_and(|d| d > 0)),
-            ended_at: terminal.map(|_| time_field(event.end_time.clone()).unwrap_or(now)),
+            ended_at: terminal.map(|_| {
+                event
+                    .end_time
+                    .as_deref()
+                    .and_then(parse_exotel_time)
+                    .unwrap_or(now)
+            }),
             error: None,
         }
     };
