@@ -50,6 +50,8 @@ pub enum Command {
         #[arg(long, default_value_t = 240)]
         timeout_secs: u64,
     },
+    /// Benchmarks: live calls (`--calls N`, `--max`) or the data path (`bench data`).
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs the parsed command; the returned error is printed by `main`.
@@ -90,6 +92,10 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 std::time::Duration::from_secs(timeout_secs),
             )
             .await
+        }
+        Command::Bench(args) => {
+            crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn");
+            crate::bench::run(args).await
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod bench;
 pub mod campaigns;
 pub mod cli;
 pub mod clock;
