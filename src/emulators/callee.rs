@@ -316,6 +316,11 @@ pub struct CalleeConfig {
     pub frame: Duration,
     /// WebSocket handshake limit (Exotel: 10 s).
     pub connect_timeout: Duration,
+    /// The silence the bot's speech-to-text needs to call a turn finished (Deepgram's
+    /// `endpointing`). Only measurement uses it: with it, the report's
+    /// [`CallReport::after_endpoint`] times each answer from the frame whose audio completed that
+    /// silence, so a benchmark can subtract the providers' delays exactly.
+    pub endpointing: Option<Duration>,
 }
 
 impl Default for CalleeConfig {
@@ -330,6 +335,7 @@ impl Default for CalleeConfig {
             max_turns: 3,
             frame: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(10),
+            endpointing: None,
         }
     }
 }
@@ -514,6 +520,10 @@ pub struct CallReport {
     pub first_agent_audio: Option<Duration>,
     /// Per answer: end of the person's speech to the first agent frame with sound received.
     pub voice_to_voice: Vec<Duration>,
+    /// Per answer (with [`CalleeConfig::endpointing`] set): from sending the frame whose audio
+    /// completed the endpointing silence to the first agent frame with sound received — the
+    /// voice-to-voice time with the carrier's frame granularity and the endpointing removed.
+    pub after_endpoint: Vec<Duration>,
     /// The `custom_parameters` sent in `start`.
     pub custom_parameters: Vec<(String, String)>,
     /// Why the connection ended, when it was not a clean close.
@@ -1168,6 +1178,12 @@ struct Call {
     voice_to_voice: Vec<Duration>,
     /// End of the person's last answer, until the agent's reply arrives.
     awaiting_reply: Option<Instant>,
+    endpointing: Option<Duration>,
+    /// Audio time at which the endpointing silence after the last answer is complete.
+    endpoint_due: Option<Instant>,
+    /// When the frame completing that silence was actually sent.
+    endpoint_sent: Option<Instant>,
+    after_endpoint: Vec<Duration>,
     ended_at: Option<Instant>,
     error: Option<String>,
 }
@@ -1245,6 +1261,10 @@ impl Call {
             first_agent_audio: None,
             voice_to_voice: Vec::new(),
             awaiting_reply: None,
+            endpointing: config.endpointing,
+            endpoint_due: None,
+            endpoint_sent: None,
+            after_endpoint: Vec::new(),
             ended_at: None,
             error: None,
         }
@@ -1359,6 +1379,12 @@ impl Call {
         );
         self.send(text).await.map_err(|e| self.lost(e))?;
         self.stats.frames_sent += 1;
+        // This frame's audio ends at `scheduled`: it completes the endpointing silence when
+        // that silence ends within it.
+        if self.endpoint_due.is_some_and(|due| due <= scheduled) {
+            self.endpoint_due = None;
+            self.endpoint_sent = Some(Instant::now());
+        }
 
         match self.person.decide(now, &mut self.ear, self.mouth.busy()) {
             Act::Nothing => Ok(()),
@@ -1399,6 +1425,8 @@ impl Call {
         if kind == LineKind::Turn {
             self.ear.end_phrase();
             self.awaiting_reply = None;
+            self.endpoint_due = None;
+            self.endpoint_sent = None;
         }
     }
 
@@ -1419,7 +1447,10 @@ impl Call {
             let line = &mut self.said[sp.said];
             line.duration = end.saturating_duration_since(sp.started_at.unwrap_or(end));
             match line.kind {
-                LineKind::Turn => self.awaiting_reply = Some(end),
+                LineKind::Turn => {
+                    self.awaiting_reply = Some(end);
+                    self.endpoint_due = self.endpointing.map(|e| end + e);
+                }
                 // What the agent said while being talked over is not something to answer.
                 LineKind::Interruption => drop(self.ear.take_fresh()),
                 LineKind::Backchannel | LineKind::Voicemail => {}
@@ -1512,6 +1543,10 @@ impl Call {
                 .get_or_insert(now.saturating_duration_since(self.t0));
             if let Some(end) = self.awaiting_reply.take() {
                 self.voice_to_voice.push(now.saturating_duration_since(end));
+                if let Some(sent) = self.endpoint_sent.take() {
+                    self.after_endpoint.push(now.saturating_duration_since(sent));
+                }
+                self.endpoint_due = None;
             }
         }
         if let Some(gap) = self.ear.enqueue(now, pcm, voiced) {
@@ -1619,6 +1654,7 @@ impl Call {
             violations: self.violations,
             first_agent_audio: self.first_agent_audio,
             voice_to_voice: self.voice_to_voice,
+            after_endpoint: self.after_endpoint,
             custom_parameters,
             error: self.error,
         }
