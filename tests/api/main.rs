@@ -9,5 +9,6 @@ mod health_and_auth;
 mod import;
 mod live_call;
 mod multi_instance;
+mod outbound_webhooks;
 mod sessions;
 mod webhooks;
