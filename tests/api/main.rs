@@ -5,6 +5,7 @@ mod helpers;
 mod campaigns;
 mod dialer;
 mod dnc;
+mod exports;
 mod health_and_auth;
 mod import;
 mod live_call;
