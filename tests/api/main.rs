@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod analytics;
 mod campaigns;
 mod dialer;
 mod dnc;
