@@ -10,6 +10,7 @@ mod exports;
 mod health_and_auth;
 mod import;
 mod live_call;
+mod live_reports;
 mod multi_instance;
 mod outbound_webhooks;
 mod sessions;
