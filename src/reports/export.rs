@@ -92,7 +92,7 @@ pub fn body(store: Arc<dyn Store>, campaign: &Campaign, full_numbers: bool) -> B
         .map(|f| f.name.clone())
         .collect();
     let campaign_id = campaign.id;
-    let stream = futures::stream::unfold(Next::Header(header(&campaign)), move |next| {
+    let stream = futures::stream::unfold(Next::Header(header(campaign)), move |next| {
         let store = store.clone();
         let fields = fields.clone();
         async move {
