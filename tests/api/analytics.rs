@@ -330,3 +330,31 @@ async fn unknown_campaign_is_404_and_an_empty_one_is_all_zeros(backend: Backend)
     assert_eq!(d["campaigns"][0]["progress"], 0.0);
     assert_eq!(d["live_calls"], json!([]));
 }
+
+#[tokio::test]
+async fn reports_need_the_api_key() {
+    let app = spawn_app_with(Backend::Sqlite, |s| {
+        s.api_key = Some(voice_agent::config::Secret::new("s3cret-key"))
+    })
+    .await
+    .unwrap();
+    for path in [
+        "/dashboard",
+        "/campaigns/1/analytics",
+        "/campaigns/1/export.csv",
+        "/campaigns/1/webhook-deliveries",
+        "/calls/1/transcript",
+    ] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 401, "{path}");
+        assert_eq!(error_code(res).await, "unauthorized");
+    }
+    let res = app
+        .client
+        .get(app.url("/dashboard"))
+        .bearer_auth("s3cret-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
