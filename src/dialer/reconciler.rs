@@ -73,9 +73,6 @@ pub async fn reconcile_once(
         };
         store.update_call_carrier(call.id, &update, now).await?;
         settle_call(store, call.id, now).await?;
-        // Stale this long, a call's media stream is gone even if it never reported its end.
-        crate::notify::call_finished(store, call.id, now, crate::notify::MediaWait::DoNotWait)
-            .await?;
         out.settled += 1;
     }
     Ok(out)

@@ -96,8 +96,7 @@ pub async fn settle_call(
     let update = settle_lead(store, call_id, now).await?;
     // A failure here must not undo the settlement (the carrier would retry a webhook already
     // recorded as seen): logged, like other writes after the fact.
-    let media = crate::notify::MediaWait::Wait;
-    if let Err(e) = crate::notify::call_finished(store, call_id, now, media).await {
+    if let Err(e) = crate::notify::call_finished(store, call_id, now).await {
         tracing::error!(call_id, error = %e, "cannot queue the call.completed webhook");
     }
     Ok(update)

@@ -1046,7 +1046,9 @@ impl Call {
     /// Closes the providers and returns why the call ended.
     async fn finish(mut self) -> Ending {
         self.finish_agent_turn(true).await;
-        self.writer.send(Write::Usage(self.usage));
+        if !self.usage.is_empty() {
+            self.writer.send(Write::Usage(self.usage));
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stt.close()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tts.close()).await;
         self.ending.unwrap_or(Ending::CallerHungUp)

@@ -11,4 +11,4 @@ pub mod deliver;
 pub mod outbox;
 
 pub use deliver::Deliverer;
-pub use outbox::{MediaWait, call_finished};
+pub use outbox::{MEDIA_GRACE, call_finished};

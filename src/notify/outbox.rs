@@ -1,11 +1,13 @@
-//! Turns a finished call into one `call.completed` row of the outbox, once everything about the
-//! call is known.
+//! Turns a finished call into one `call.completed` row of the outbox.
 //!
-//! A call is finished when the carrier's status is final and, if the call had a media stream,
-//! the stream and its post-call summary are done (`media_ended_at`). The carrier's webhook and
-//! the end of the stream race; each settles the call and then calls [`call_finished`], so
-//! whichever comes last queues the event (each writes its fact before reading the other's, so
-//! one of them always sees both). The unique `(call_id, event)` makes it exactly one row.
+//! A call is over when the carrier's status is final; its facts are complete when, if it had a
+//! media stream, the stream and its post-call summary are done too (`media_ended_at`). The
+//! carrier's webhook and the end of the stream race, and each settles the call and then calls
+//! [`call_finished`]; each writes its own fact before reading the other's, so at least one sees
+//! both and queues the complete event, due at once. A call that is over but whose stream has
+//! not reported yet gets a provisional row due after [`MEDIA_GRACE`]: the complete one replaces
+//! it, and if the stream never reports (its process died) the provisional one is sent, so no
+//! call goes unreported. The unique `(call_id, event)` keeps it to one row.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,6 +16,10 @@ use serde_json::{Map, Value};
 use crate::store::{CallStatus, LeadStatus, NewDelivery, Store, StoreError, StoreResult};
 
 pub const CALL_COMPLETED: &str = "call.completed";
+
+/// How long a call that is over waits for its media stream's summary before being reported
+/// without it. The summary request has a 15 s deadline; the rest is margin.
+pub const MEDIA_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// The body of `call.completed` (`transcript_url` is added when sending, from `OUR_BASE_URL`).
 #[derive(Debug, Serialize)]
@@ -44,23 +50,12 @@ struct CallCompleted<'a> {
     ended_at: Option<DateTime<Utc>>,
 }
 
-/// Whether [`call_finished`] waits for the media stream of a call that had one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaWait {
-    /// The normal case.
-    Wait,
-    /// The reconciler settling a call abandoned long ago (e.g. its process died mid-call):
-    /// the stream will never report its end.
-    DoNotWait,
-}
-
 /// Queues `call.completed` for `call_id` if its campaign has a `webhook_url` and the call is
-/// finished; `true` when a row was written by this call.
+/// over (provisionally while its stream's summary is pending); `true` when a row was written.
 pub async fn call_finished(
     store: &dyn Store,
     call_id: i64,
     now: DateTime<Utc>,
-    media: MediaWait,
 ) -> StoreResult<bool> {
     let call = store.get_call(call_id).await?;
     if call.status.is_active() {
@@ -73,12 +68,8 @@ pub async fn call_finished(
     let Some(url) = campaign.spec.webhook_url.clone() else {
         return Ok(false);
     };
-    if media == MediaWait::Wait
-        && call.stream_sid.is_some()
-        && store.media_ended_at(call_id).await?.is_none()
-    {
-        return Ok(false);
-    }
+    let complete = call.stream_sid.is_none() || store.media_ended_at(call_id).await?.is_some();
+    let due_at = if complete { now } else { now + MEDIA_GRACE };
     let lead = match call.lead_id {
         Some(id) => Some(store.get_lead(id).await?),
         None => None,
@@ -118,11 +109,17 @@ pub async fn call_finished(
                 url,
                 payload,
             },
+            due_at,
             now,
         )
         .await?;
     if queued {
-        tracing::info!(call_id, campaign_id, "call.completed webhook queued");
+        tracing::info!(
+            call_id,
+            campaign_id,
+            complete,
+            "call.completed webhook queued"
+        );
     }
     Ok(queued)
 }

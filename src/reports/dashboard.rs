@@ -3,7 +3,8 @@
 //!
 //! Live calls come from the session store (what the call tasks publish, from every instance
 //! when sessions are in Redis), enriched from the database with the lead and number; a
-//! session whose call row is gone is still listed, with what the session says.
+//! session whose call row is gone is still listed, with what the session says. When the
+//! session store is down, the rest is served with `live_calls_error`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +20,9 @@ pub struct Dashboard {
     pub campaigns: Vec<CampaignProgress>,
     pub totals: Report,
     pub live_calls: Vec<LiveCall>,
+    /// Set when the session store (Redis) did not answer: the rest is still worth showing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live_calls_error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -44,6 +48,7 @@ pub struct LiveCall {
     pub state: Option<String>,
 }
 
+/// Only the database fails the dashboard; without sessions it is served without live calls.
 #[derive(Debug, thiserror::Error)]
 pub enum DashboardError {
     #[error(transparent)]
@@ -68,10 +73,19 @@ pub async fn build(state: &AppState) -> Result<Dashboard, DashboardError> {
         });
     }
     let totals = report(store, &state.settings.costs, None).await?;
+    let (live_calls, live_calls_error) = match live_calls(state).await {
+        Ok(calls) => (calls, None),
+        Err(DashboardError::Sessions(e)) => {
+            tracing::warn!(error = %e, "dashboard without live calls");
+            (Vec::new(), Some("live sessions unavailable".to_string()))
+        }
+        Err(e) => return Err(e),
+    };
     Ok(Dashboard {
         campaigns,
         totals,
-        live_calls: live_calls(state).await?,
+        live_calls,
+        live_calls_error,
     })
 }
 

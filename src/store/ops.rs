@@ -203,10 +203,13 @@ pub trait OpsStore: Send + Sync {
     async fn end_media(&self, call_id: i64, now: DateTime<Utc>) -> StoreResult<()>;
     async fn media_ended_at(&self, call_id: i64) -> StoreResult<Option<DateTime<Utc>>>;
 
-    /// Queues an event, due at once; `false` when this call already has this event.
+    /// Queues an event due at `due_at`. When the call already has this event, its row is
+    /// replaced only if it is unsent and due later (a provisional row giving way to the
+    /// complete one); `false` when nothing was written.
     async fn enqueue_webhook(
         &self,
         delivery: &NewDelivery,
+        due_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
     /// Claims up to `limit` due deliveries (pending and due, or claimed by a loop whose lease

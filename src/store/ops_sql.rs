@@ -241,19 +241,25 @@ macro_rules! impl_ops_store {
             async fn enqueue_webhook(
                 &self,
                 d: &$crate::store::NewDelivery,
+                due_at: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<bool> {
                 let done = sqlx::query::<$db>(
                     "INSERT INTO webhook_deliveries (campaign_id, call_id, event, url, payload, status, \
                      attempts, next_attempt_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6) \
-                     ON CONFLICT (call_id, event) DO NOTHING",
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $7) \
+                     ON CONFLICT (call_id, event) DO UPDATE SET url = excluded.url, \
+                     payload = excluded.payload, next_attempt_at = excluded.next_attempt_at, \
+                     updated_at = excluded.updated_at \
+                     WHERE webhook_deliveries.status = 'pending' AND webhook_deliveries.attempts = 0 \
+                     AND webhook_deliveries.next_attempt_at > excluded.next_attempt_at",
                 )
                 .bind(d.campaign_id)
                 .bind(d.call_id)
                 .bind(&d.event)
                 .bind(&d.url)
                 .bind(&d.payload)
+                .bind(due_at)
                 .bind(now)
                 .execute(&self.pool)
                 .await?;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use voice_agent::config::Secret;
 use voice_agent::emulators::exotel::ExotelConfig;
-use voice_agent::notify::{Deliverer, MediaWait};
+use voice_agent::notify::Deliverer;
 use voice_agent::store::ClaimRequest;
 
 use crate::dialer::{Rig, leads, rig, running_campaign};
@@ -131,6 +131,7 @@ const SIGNING_SECRET: &str = "whsec-test-0123456789abcdef";
 crate::on_each_backend!(
     failing_receiver_gets_the_same_signed_body_until_it_acks,
     receiver_that_never_acks_ends_failed_after_max_attempts,
+    a_call_over_before_its_summary_waits_for_it_or_for_the_grace,
 );
 
 async fn failing_receiver_gets_the_same_signed_body_until_it_acks(backend: Backend) {
@@ -229,14 +230,10 @@ async fn failing_receiver_gets_the_same_signed_body_until_it_acks(backend: Backe
     assert!(payload["occurred_at"].is_string());
 
     // Settling the call again (a late webhook, the reconciler) queues nothing more.
-    let again = voice_agent::notify::call_finished(
-        state.store.as_ref(),
-        call_id,
-        state.clock.now(),
-        MediaWait::Wait,
-    )
-    .await
-    .unwrap();
+    let again =
+        voice_agent::notify::call_finished(state.store.as_ref(), call_id, state.clock.now())
+            .await
+            .unwrap();
     assert!(!again);
     assert_eq!(deliveries(&rig, campaign).await.len(), 1);
     assert_eq!(
@@ -319,6 +316,91 @@ async fn receiver_that_never_acks_ends_failed_after_max_attempts(backend: Backen
     assert_eq!(payload["lead_status"], "retry");
 }
 
+async fn a_call_over_before_its_summary_waits_for_it_or_for_the_grace(backend: Backend) {
+    let receiver = Receiver::spawn(vec![], 200).await;
+    let Some(rig) = rig(backend, silent(), |_| {}).await else {
+        return;
+    };
+    let state = &rig.app.state;
+    let (store, clock) = (state.store.as_ref(), &state.clock);
+    let deliverer = Deliverer::new(state);
+    let body = json!({"name": "Streams", "webhook_url": receiver.url});
+    let campaign = running_campaign(&rig.app, body, "phone\n9876543210\n9812345678\n").await;
+    rig.tick().await;
+    let mut calls = Vec::new();
+    for lead in leads(&rig.app, campaign).await {
+        let call = store
+            .calls_of_lead(lead["id"].as_i64().unwrap())
+            .await
+            .unwrap()[0]
+            .clone();
+        // Both calls have a media stream, still writing its summary when the carrier reports.
+        store
+            .stream_started(call.id, "MZ1", clock.now())
+            .await
+            .unwrap();
+        calls.push((call.id, call.carrier_sid.unwrap()));
+    }
+    let status_url = format!(
+        "/webhooks/exotel/status?secret={}",
+        state.settings.webhook_secret.expose()
+    );
+    for (_, sid) in &calls {
+        rig.app
+            .post_json(
+                &status_url,
+                json!({"CallSid": sid, "Status": "completed", "ConversationDuration": "20"}),
+            )
+            .await;
+    }
+    let provisional = deliveries(&rig, campaign).await;
+    assert_eq!(provisional.len(), 2);
+    for d in &provisional {
+        let due: chrono::DateTime<chrono::Utc> =
+            d["next_attempt_at"].as_str().unwrap().parse().unwrap();
+        let wait = (due - clock.now()).num_seconds();
+        assert!((110..=120).contains(&wait), "provisional, due in {wait} s");
+    }
+    assert_eq!(deliverer.run_once(clock.now()).await.unwrap().claimed, 0);
+
+    // The first call's stream ends with its summary (what the media task does): reported now.
+    let (first, _) = calls[0];
+    store
+        .record_call_outcome(
+            first,
+            "interested",
+            &Default::default(),
+            Some("Wants a visit"),
+            clock.now(),
+        )
+        .await
+        .unwrap();
+    store.end_media(first, clock.now()).await.unwrap();
+    voice_agent::dialer::settle::settle_call(store, first, clock.now())
+        .await
+        .unwrap();
+    let pass = deliverer.run_once(clock.now()).await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered), (1, 1));
+    let seen = receiver.seen();
+    let payload: Value = serde_json::from_str(&seen[0].body).unwrap();
+    assert_eq!(payload["call_id"], first);
+    assert_eq!(payload["intent"], "interested");
+    assert_eq!(payload["summary"], "Wants a visit");
+    assert_eq!(payload["outcome"], "interested");
+
+    // The second never reports (its process died): sent after the grace with what is known.
+    clock.advance(chrono::Duration::minutes(2));
+    let pass = deliverer.run_once(clock.now()).await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered), (1, 1));
+    let seen = receiver.seen();
+    assert_eq!(seen.len(), 2);
+    let payload: Value = serde_json::from_str(&seen[1].body).unwrap();
+    assert_eq!(payload["call_id"], calls[1].0);
+    assert_eq!(payload["status"], "completed");
+    assert!(payload["intent"].is_null() && payload["summary"].is_null());
+    assert_eq!(payload["duration_secs"], 20);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_send_each_of_60_deliveries_once() {
     let Some(url) = fresh_postgres_url().await else {
@@ -350,7 +432,7 @@ async fn two_instances_send_each_of_60_deliveries_once() {
             url: receiver.url.clone(),
             payload: json!({"call_id": c.call_id}).to_string(),
         };
-        assert!(store.enqueue_webhook(&d, now).await.unwrap());
+        assert!(store.enqueue_webhook(&d, now, now).await.unwrap());
     }
 
     let (da, db) = (Deliverer::new(&a.state), Deliverer::new(&b.state));
