@@ -112,6 +112,36 @@ pub struct DialerSettings {
     pub record: bool,
 }
 
+/// Rates for the cost report, in `currency`. Defaults are approximate list prices (Exotel India,
+/// Deepgram Nova streaming, gpt-4o-mini, ElevenLabs): set the ones of your contracts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostSettings {
+    /// ISO 4217 code the rates are in (reports only label amounts with it).
+    pub currency: String,
+    /// Per started minute of conversation, per call.
+    pub carrier_per_min: f64,
+    /// Per minute of audio streamed to speech-to-text.
+    pub stt_per_min: f64,
+    pub llm_per_1k_input_tokens: f64,
+    pub llm_per_1k_output_tokens: f64,
+    pub tts_per_1k_chars: f64,
+}
+
+/// Outbound webhooks (`call.completed` to a campaign's `webhook_url`).
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// HMAC-SHA256 key for `X-VoiceAgent-Signature`; unset = deliveries are sent unsigned.
+    pub signing_secret: Option<Secret>,
+    /// Attempts before a delivery is marked `failed`.
+    pub max_attempts: u32,
+    /// First retry delay; later ones are 3, 12, 60, 180 and 360 times it (10 s → … 1 h).
+    pub retry_base: std::time::Duration,
+    /// Per request, connection to last byte.
+    pub timeout: std::time::Duration,
+    /// How often the delivery loop looks for due deliveries.
+    pub poll: std::time::Duration,
+}
+
 /// Everything the service reads from its environment.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -136,6 +166,8 @@ pub struct Settings {
     pub deepgram: DeepgramSettings,
     pub openai: OpenAiSettings,
     pub elevenlabs: ElevenLabsSettings,
+    pub costs: CostSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// Every variable the service reads, with the one-line meaning `.env.example` repeats.
@@ -173,6 +205,17 @@ pub const VARIABLES: &[&str] = &[
     "ELEVENLABS_API_KEY",
     "ELEVENLABS_VOICE_ID",
     "ELEVENLABS_BASE_URL",
+    "COST_CURRENCY",
+    "COST_CARRIER_PER_MIN",
+    "COST_STT_PER_MIN",
+    "COST_LLM_PER_1K_INPUT_TOKENS",
+    "COST_LLM_PER_1K_OUTPUT_TOKENS",
+    "COST_TTS_PER_1K_CHARS",
+    "WEBHOOK_SIGNING_SECRET",
+    "WEBHOOK_MAX_ATTEMPTS",
+    "WEBHOOK_RETRY_BASE_MS",
+    "WEBHOOK_TIMEOUT_SECS",
+    "WEBHOOK_POLL_MS",
 ];
 
 impl Settings {
@@ -307,6 +350,9 @@ impl Settings {
             return Err(invalid("DEEPGRAM_URL", "must start with ws:// or wss://"));
         }
 
+        let costs = parse_costs(&get)?;
+        let webhooks = parse_webhooks(&get)?;
+
         Ok(Settings {
             bind_addr,
             our_base_url,
@@ -351,6 +397,8 @@ impl Settings {
                 voice_id: get("ELEVENLABS_VOICE_ID"),
                 base_url: url_or("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")?,
             },
+            costs,
+            webhooks,
         })
     }
 
@@ -376,6 +424,69 @@ where
             .parse()
             .map_err(|e: T::Err| invalid(var, format!("`{v}`: {e}"))),
     }
+}
+
+fn parse_costs(get: &impl Fn(&str) -> Option<String>) -> Result<CostSettings, ConfigError> {
+    let currency = get("COST_CURRENCY").unwrap_or_else(|| "USD".into());
+    if !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
+        return Err(invalid(
+            "COST_CURRENCY",
+            format!("`{currency}`: expected a three-letter code such as USD or INR"),
+        ));
+    }
+    let rate = |var: &'static str, default: f64| -> Result<f64, ConfigError> {
+        let v: f64 = parse_or(get, var, default)?;
+        if !(v.is_finite() && v >= 0.0) {
+            return Err(invalid(var, "must be a number, 0 or more"));
+        }
+        Ok(v)
+    };
+    Ok(CostSettings {
+        currency,
+        carrier_per_min: rate("COST_CARRIER_PER_MIN", 0.012)?,
+        stt_per_min: rate("COST_STT_PER_MIN", 0.0077)?,
+        llm_per_1k_input_tokens: rate("COST_LLM_PER_1K_INPUT_TOKENS", 0.00015)?,
+        llm_per_1k_output_tokens: rate("COST_LLM_PER_1K_OUTPUT_TOKENS", 0.0006)?,
+        tts_per_1k_chars: rate("COST_TTS_PER_1K_CHARS", 0.18)?,
+    })
+}
+
+fn parse_webhooks(get: &impl Fn(&str) -> Option<String>) -> Result<WebhookSettings, ConfigError> {
+    let signing_secret = match get("WEBHOOK_SIGNING_SECRET") {
+        Some(s) if s.len() < 16 => {
+            return Err(invalid(
+                "WEBHOOK_SIGNING_SECRET",
+                "must be at least 16 characters",
+            ));
+        }
+        other => other.map(Secret::new),
+    };
+    let max_attempts: u32 = parse_or(get, "WEBHOOK_MAX_ATTEMPTS", 8)?;
+    if !(1..=50).contains(&max_attempts) {
+        return Err(invalid("WEBHOOK_MAX_ATTEMPTS", "must be between 1 and 50"));
+    }
+    let base_ms: u64 = parse_or(get, "WEBHOOK_RETRY_BASE_MS", 10_000)?;
+    if !(1..=3_600_000).contains(&base_ms) {
+        return Err(invalid(
+            "WEBHOOK_RETRY_BASE_MS",
+            "must be between 1 and 3600000",
+        ));
+    }
+    let timeout_secs: u64 = parse_or(get, "WEBHOOK_TIMEOUT_SECS", 10)?;
+    if !(1..=120).contains(&timeout_secs) {
+        return Err(invalid("WEBHOOK_TIMEOUT_SECS", "must be between 1 and 120"));
+    }
+    let poll_ms: u64 = parse_or(get, "WEBHOOK_POLL_MS", 1000)?;
+    if !(10..=60_000).contains(&poll_ms) {
+        return Err(invalid("WEBHOOK_POLL_MS", "must be between 10 and 60000"));
+    }
+    Ok(WebhookSettings {
+        signing_secret,
+        max_attempts,
+        retry_base: std::time::Duration::from_millis(base_ms),
+        timeout: std::time::Duration::from_secs(timeout_secs),
+        poll: std::time::Duration::from_millis(poll_ms),
+    })
 }
 
 /// A random 32-character token (used when `WEBHOOK_SECRET` is not configured).
@@ -439,6 +550,33 @@ mod tests {
         assert!(err.to_string().contains("DATABASE_URL"), "{err}");
         let err = Settings::from_map(&vars(&[("LOG_FORMAT", "xml")])).unwrap_err();
         assert!(err.to_string().contains("LOG_FORMAT"), "{err}");
+        let err = Settings::from_map(&vars(&[("COST_TTS_PER_1K_CHARS", "-1")])).unwrap_err();
+        assert!(err.to_string().contains("COST_TTS_PER_1K_CHARS"), "{err}");
+        let err = Settings::from_map(&vars(&[("COST_CURRENCY", "dollars")])).unwrap_err();
+        assert!(err.to_string().contains("COST_CURRENCY"), "{err}");
+        let err = Settings::from_map(&vars(&[("WEBHOOK_SIGNING_SECRET", "short")])).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_SIGNING_SECRET"), "{err}");
+        let err = Settings::from_map(&vars(&[("WEBHOOK_MAX_ATTEMPTS", "0")])).unwrap_err();
+        assert!(err.to_string().contains("WEBHOOK_MAX_ATTEMPTS"), "{err}");
+    }
+
+    #[test]
+    fn cost_and_webhook_defaults() {
+        let s = Settings::from_map(&HashMap::new()).unwrap();
+        assert_eq!(s.costs.currency, "USD");
+        assert_eq!(s.costs.carrier_per_min, 0.012);
+        assert!(s.webhooks.signing_secret.is_none());
+        assert_eq!(s.webhooks.max_attempts, 8);
+        assert_eq!(s.webhooks.retry_base, std::time::Duration::from_secs(10));
+        let s = Settings::from_map(&vars(&[
+            ("COST_CURRENCY", "INR"),
+            ("COST_TTS_PER_1K_CHARS", "15"),
+            ("WEBHOOK_SIGNING_SECRET", "whsec-0123456789abcdef"),
+        ]))
+        .unwrap();
+        assert_eq!(s.costs.currency, "INR");
+        assert_eq!(s.costs.tts_per_1k_chars, 15.0);
+        assert!(!format!("{s:?}").contains("whsec-0123456789abcdef"));
     }
 
     #[test]

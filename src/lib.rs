@@ -8,6 +8,8 @@
 //! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
 //! - [`agent`]: the conversation logic;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
+//! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
+//! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
 
 pub mod agent;
@@ -22,8 +24,10 @@ pub mod dialer;
 pub mod emulators;
 pub mod error;
 pub mod media;
+pub mod notify;
 pub mod phone;
 pub mod providers;
+pub mod reports;
 pub mod sessions;
 pub mod startup;
 pub mod store;

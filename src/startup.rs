@@ -77,6 +77,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::campaigns::api::routes())
         .merge(crate::dialer::api::routes())
         .merge(crate::media::ws::debug_routes())
+        .merge(crate::reports::api::routes())
+        .merge(crate::notify::api::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::require_api_key,
@@ -104,8 +106,15 @@ pub async fn run(
     if state.settings.api_key.is_none() {
         tracing::warn!("API_KEY is not set: the REST API is open to anyone who can reach it");
     }
+    if state.settings.webhooks.signing_secret.is_none() {
+        tracing::warn!(
+            "WEBHOOK_SIGNING_SECRET is not set: webhooks to campaigns' webhook_url are sent unsigned"
+        );
+    }
     let dialer = std::sync::Arc::new(crate::dialer::Dialer::new(&state));
     state.tasks.spawn(dialer.run(state.shutdown.clone()));
+    let deliverer = std::sync::Arc::new(crate::notify::Deliverer::new(&state));
+    state.tasks.spawn(deliverer.run(state.shutdown.clone()));
     tracing::info!(
         addr = %listener.local_addr()?,
         database = state.store.backend().as_str(),

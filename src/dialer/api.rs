@@ -34,11 +34,18 @@ async fn lead(
     Ok(ApiJson(value))
 }
 
+/// One call, with where to read its transcript.
 async fn call(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<ApiJson<crate::store::Call>> {
-    Ok(ApiJson(state.store.get_call(id).await?))
+) -> ApiResult<ApiJson<serde_json::Value>> {
+    let call = state.store.get_call(id).await?;
+    let mut value = serde_json::to_value(&call).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["transcript_url"] = json!(format!(
+        "{}/calls/{id}/transcript",
+        state.settings.our_base_url
+    ));
+    Ok(ApiJson(value))
 }
 
 #[derive(Debug, Deserialize)]

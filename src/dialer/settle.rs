@@ -86,8 +86,23 @@ pub fn decide(
     })
 }
 
-/// Applies a finished call to its lead (and the do-not-call list). Returns the update made.
+/// Applies a finished call to its lead (and the do-not-call list), then lets the operator's
+/// webhook hear of it (queued only once the call is wholly finished). Returns the update made.
 pub async fn settle_call(
+    store: &dyn Store,
+    call_id: i64,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<LeadUpdate>> {
+    let update = settle_lead(store, call_id, now).await?;
+    // A failure here must not undo the settlement (the carrier would retry a webhook already
+    // recorded as seen): logged, like other writes after the fact.
+    if let Err(e) = crate::notify::call_finished(store, call_id, now).await {
+        tracing::error!(call_id, error = %e, "cannot queue the call.completed webhook");
+    }
+    Ok(update)
+}
+
+async fn settle_lead(
     store: &dyn Store,
     call_id: i64,
     now: DateTime<Utc>,

@@ -19,7 +19,7 @@ use crate::providers::elevenlabs::{AudioStream, ContextId, ElevenLabs, TtsEvent,
 use crate::providers::openai::{
     ChatRequest, ChatStream, LlmError, LlmEvent, Message, OpenAiClient, ToolCall,
 };
-use crate::store::{Campaign, Lead, TranscriptTurn};
+use crate::store::{CallUsage, Campaign, Lead, TranscriptTurn};
 use crate::telephony::carrier::{CarrierCommand, CarrierEvent};
 
 use super::playout::Playout;
@@ -159,6 +159,8 @@ pub struct Call {
     /// The model's previous reply and how many times in a row it was said again.
     last_reply: String,
     repeats: u32,
+    /// Tokens and characters the paid providers billed, written once when the call ends.
+    usage: CallUsage,
 }
 
 /// Runs the call until it ends; returns why.
@@ -206,6 +208,7 @@ pub async fn run(
         language,
         last_reply: String::new(),
         repeats: 0,
+        usage: CallUsage::default(),
     };
     // The greeting needs no model: speak it at once.
     call.say(&greeting, None).await;
@@ -526,6 +529,7 @@ impl Call {
         if turn.tts_broken {
             return; // spoken by the HTTP fallback once the reply is complete
         }
+        self.usage.tts_characters += phrase.chars().count() as u32;
         if let Err(e) = self.tts.send_text(phrase).await {
             tracing::warn!(error = %e, "TTS refused text");
         }
@@ -569,7 +573,10 @@ impl Call {
                 turn.llm_ttft.get_or_insert(turn.llm_started.elapsed());
                 turn.tool_calls.extend(calls);
             }
-            Some(Ok(LlmEvent::Usage(_))) => {}
+            Some(Ok(LlmEvent::Usage(u))) => {
+                self.usage.llm_prompt_tokens += u.prompt_tokens;
+                self.usage.llm_completion_tokens += u.completion_tokens;
+            }
             Some(Ok(LlmEvent::Done { .. })) | None => self.model_reply_done().await,
             Some(Err(e)) => self.model_failed(e).await,
         }
@@ -792,6 +799,7 @@ impl Call {
             turn.tts_done = true;
             return;
         }
+        self.usage.tts_characters += text.trim().chars().count() as u32;
         match http.synthesize_stream(text.trim(), &voice).await {
             Ok(stream) => self.fallback = Some(stream),
             Err(e) => {
@@ -1038,6 +1046,9 @@ impl Call {
     /// Closes the providers and returns why the call ended.
     async fn finish(mut self) -> Ending {
         self.finish_agent_turn(true).await;
+        if !self.usage.is_empty() {
+            self.writer.send(Write::Usage(self.usage));
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stt.close()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tts.close()).await;
         self.ending.unwrap_or(Ending::CallerHungUp)

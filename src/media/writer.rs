@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::store::{Store, TranscriptTurn};
+use crate::store::{CallUsage, Store, TranscriptTurn};
 
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -26,6 +26,8 @@ pub enum Write {
     },
     /// The live view of the call for `/debug/sessions` (Redis when configured).
     Snapshot(Value),
+    /// What the call consumed (LLM tokens, TTS characters), added to the call's counters.
+    Usage(CallUsage),
 }
 
 #[derive(Clone)]
@@ -73,6 +75,7 @@ impl Writer {
                         Write::Callback { lead_id, at, now } => {
                             store.set_lead_callback(*lead_id, *at, *now).await
                         }
+                        Write::Usage(u) => store.add_call_usage(call_id, u).await,
                         Write::Snapshot(_) => Ok(()),
                     };
                     match result {

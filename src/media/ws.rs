@@ -426,6 +426,16 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         match state.providers.llm.complete_json(&request, deadline).await {
             Ok(done) => {
+                if let Some(u) = done.usage {
+                    let usage = crate::store::CallUsage {
+                        llm_prompt_tokens: u.prompt_tokens,
+                        llm_completion_tokens: u.completion_tokens,
+                        tts_characters: 0,
+                    };
+                    if let Err(e) = store.add_call_usage(call_id, &usage).await {
+                        tracing::warn!(call_id, error = %e, "summary usage not recorded");
+                    }
+                }
                 let v = done.value;
                 let extracted = v
                     .get("intent")
@@ -455,6 +465,10 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
         ..Default::default()
     };
     let _ = store.update_call_carrier(call_id, &ended, now).await;
+    // Marks the conversation's facts complete: the operator's webhook may now be sent.
+    if let Err(e) = store.end_media(call_id, now).await {
+        tracing::error!(call_id, error = %e, "cannot mark the media stream ended");
+    }
     if let Err(e) = crate::dialer::settle::settle_call(store.as_ref(), call_id, now).await {
         tracing::error!(call_id, error = %e, "cannot settle the lead after the call");
     }

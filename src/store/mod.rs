@@ -12,7 +12,10 @@
 // `sql` defines the macros the backends expand, so it comes first.
 #[macro_use]
 mod sql;
+#[macro_use]
+mod ops_sql;
 mod models;
+mod ops;
 mod postgres;
 mod sqlite;
 
@@ -21,6 +24,7 @@ use chrono::{DateTime, Utc};
 use thiserror::Error;
 
 pub use models::*;
+pub use ops::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -65,8 +69,9 @@ pub struct LeadQuery {
 }
 
 /// Everything the service persists. Implementations are cheap to clone handles over a pool.
+/// Reports and the webhook outbox are in the [`OpsStore`] supertrait.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: OpsStore + Send + Sync + 'static {
     fn backend(&self) -> Backend;
 
     /// A round trip to the database, for `/health`.

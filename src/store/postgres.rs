@@ -41,6 +41,8 @@ impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
     }
 });
 
+impl_ops_store!(PostgresStore, Postgres, skip_locked: " FOR UPDATE SKIP LOCKED");
+
 struct PostgresImporter {
     tx: Transaction<'static, Postgres>,
     campaign_id: i64,

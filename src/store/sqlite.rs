@@ -52,6 +52,8 @@ impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
     }
 });
 
+impl_ops_store!(SqliteStore, Sqlite, skip_locked: "");
+
 struct SqliteImporter {
     tx: Transaction<'static, Sqlite>,
     campaign_id: i64,

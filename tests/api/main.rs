@@ -2,12 +2,16 @@
 
 mod helpers;
 
+mod analytics;
 mod campaigns;
 mod dialer;
 mod dnc;
+mod exports;
 mod health_and_auth;
 mod import;
 mod live_call;
+mod live_reports;
 mod multi_instance;
+mod outbound_webhooks;
 mod sessions;
 mod webhooks;
