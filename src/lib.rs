@@ -8,6 +8,7 @@
 //! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
 //! - [`agent`]: the conversation logic;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
+//! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
 
 pub mod agent;
@@ -29,3 +30,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod telephony;
+pub mod ui;

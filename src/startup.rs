@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::campaigns::api::routes())
         .merge(crate::dialer::api::routes())
         .merge(crate::media::ws::debug_routes())
+        .merge(crate::ui::interim::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::require_api_key,
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::api::public_routes())
+        .merge(crate::ui::routes())
         .merge(crate::telephony::webhook::routes())
         .merge(crate::media::ws::routes())
         .fallback(crate::api::not_found)
