@@ -1,5 +1,6 @@
 //! The API contract suite: one binary, every test run against SQLite and PostgreSQL.
 
+mod browser;
 mod helpers;
 
 mod campaigns;
@@ -10,4 +11,6 @@ mod import;
 mod live_call;
 mod multi_instance;
 mod sessions;
+mod ui;
+mod ui_assets;
 mod webhooks;

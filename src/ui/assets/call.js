@@ -8,8 +8,11 @@ import { fmtDuration, fmtTime, h, humanize, maskPhone, renderIfChanged } from '.
 
 /** Call statuses that still hold a line (the rest are final). */
 const ACTIVE = new Set(['queued', 'dialing', 'ringing', 'in-progress']);
-/** After it ended, a call is still polled this long: its summary and recording come last. */
-const SETTLE_MS = 60000;
+/**
+ * Refreshes of an ended call before the page stops asking (about a minute): its summary and
+ * recording come last. Counted here, not from `ended_at`, as the browser's clock may differ.
+ */
+const SETTLE_POLLS = 60;
 
 const CALL_TONE = { completed: 'ok', failed: 'warn', busy: 'warn', 'no-answer': 'warn' };
 
@@ -60,10 +63,15 @@ export function callView(id) {
     'div',
     { class: 'view view-call', 'data-call-id': id },
     head,
-    h('div', { class: 'grid-2-1' }, card('Transcript', { id: 'transcript', subtitle: transcriptNote }, transcript.el), side),
-    card('Latency of this call', { id: 'latency', subtitle: 'Per turn, from this call’s transcript.' }, latencyBody),
+    h(
+      'div',
+      { class: 'grid-2-1' },
+      h('div', { class: 'stack-col' }, card('Transcript', { id: 'transcript', subtitle: transcriptNote }, transcript.el), card('Latency of this call', { id: 'latency', subtitle: 'Per turn, from this call’s transcript.' }, latencyBody)),
+      side,
+    ),
   );
   let done = false;
+  let settledPolls = 0;
   const view = {
     el,
     title: `Call ${id}`,
@@ -93,7 +101,8 @@ export function callView(id) {
         transcriptNote.textContent = 'This server does not provide transcripts.';
         chart.update(null);
       }
-      done = !live && Date.now() - Date.parse(call.ended_at || call.updated_at) > SETTLE_MS;
+      settledPolls = live ? 0 : settledPolls + 1;
+      done = settledPolls > SETTLE_POLLS;
     },
   };
   return view;

@@ -135,7 +135,7 @@ export function campaignView(id) {
           h('div', { class: 'grid-3' }, card('Intents', {}, countBars(analytics.intents)), card('Attempts', { subtitle: 'Leads by number of dial attempts.' }, countBars(analytics.attempts, { label: (k) => (/^\d+$/.test(k) ? `${k} attempt${k === '1' ? '' : 's'}` : humanize(k)) })), card('Calls by status', {}, countBars(analytics.calls?.by_status))),
         ];
       });
-      leadsSub.textContent = leadPage.total > (leadPage.leads || []).length ? `The first ${fmtInt(leadPage.leads.length)} of ${fmtInt(leadPage.total)}.` : `${fmtInt(leadPage.total)} leads.`;
+      leadsSub.textContent = leadPage.total > (leadPage.leads || []).length ? `The first ${fmtInt(leadPage.leads.length)} of ${fmtInt(leadPage.total)}.` : `${fmtInt(leadPage.total)} lead${leadPage.total === 1 ? '' : 's'}.`;
       renderIfChanged(leadsBody, leadPage.leads, () => leadsTable(leadPage));
     },
   };

@@ -64,17 +64,16 @@ function progressCaption(leads) {
   return h('div', { class: 'progress-caption' }, parts.join(' · '));
 }
 
-function campaignRow(c, onChange) {
-  return h(
-    'tr',
-    { 'data-campaign-id': c.id },
+/** A campaign's cells (the row element itself is kept across refreshes). */
+function campaignCells(c, onChange) {
+  return [
     h('td', {}, h('a', { href: `/ui/campaigns/${c.id}`, 'data-nav': true, class: 'row-title' }, c.name || `Campaign ${c.id}`), h('div', { class: 'muted small' }, `#${c.id}`)),
     h('td', { class: 'status' }, statusBadge(c.status)),
     h('td', { class: 'col-progress' }, h('div', { class: 'progress-line' }, leadBreakdown(c.leads, { legend: false }), h('span', { class: 'progress-pct' }, fmtPct(c.progress))), progressCaption(c.leads)),
     h('td', { class: 'num' }, fmtInt(c.leads?.total)),
     h('td', {}, outcomeChips(c.outcomes)),
     h('td', { class: 'col-actions' }, actionButtons(c, onChange)),
-  );
+  ];
 }
 
 function elapsedSince(iso) {
@@ -93,6 +92,7 @@ export function dashboardView() {
   const leadsBody = h('div', {});
   const outcomesBody = h('div', {});
   const calls = new Map();
+  const campaignRows = new Map();
   const turnsSeen = new Map();
   let data = null;
   let refreshSoon = () => {};
@@ -117,27 +117,45 @@ export function dashboardView() {
     ),
   );
 
+  /**
+   * One row per campaign, kept by id: only a campaign whose data changed is redrawn, so a
+   * button being clicked is not swapped for a new one by an unrelated update.
+   */
   function renderCampaigns() {
     const list = data.campaigns || [];
-    renderIfChanged(campaignsBody, list, () => {
-      if (!list.length) return empty('No campaigns yet', 'Create one with POST /campaigns and upload its leads.');
-      return h(
-        'table',
-        { class: 'table' },
-        h('thead', {}, h('tr', {}, ['Campaign', 'Status', 'Progress', 'Leads', 'Outcomes', ''].map((t, i) => h('th', { class: i === 3 ? 'num' : null }, t)))),
-        h(
-          'tbody',
-          {},
-          list.map((c) =>
-            campaignRow(c, (updated) => {
-              c.status = updated.status;
-              renderCampaigns();
-              refreshSoon();
-            }),
-          ),
-        ),
+    if (!list.length) {
+      campaignRows.clear();
+      renderIfChanged(campaignsBody, 'empty', () => empty('No campaigns yet', 'Create one with POST /campaigns and upload its leads.'));
+      return;
+    }
+    renderIfChanged(campaignsBody, 'table', () => {
+      campaignRows.clear();
+      return h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Campaign', 'Status', 'Progress', 'Leads', 'Outcomes', ''].map((t, i) => h('th', { class: i === 3 ? 'num' : null }, t)))), h('tbody', {}));
+    });
+    const tbody = campaignsBody.querySelector('tbody');
+    const ids = new Set();
+    list.forEach((c, i) => {
+      ids.add(c.id);
+      let row = campaignRows.get(c.id);
+      if (!row) {
+        row = h('tr', { 'data-campaign-id': c.id });
+        campaignRows.set(c.id, row);
+      }
+      if (tbody.children[i] !== row) tbody.insertBefore(row, tbody.children[i] || null);
+      renderIfChanged(row, c, () =>
+        campaignCells(c, (updated) => {
+          c.status = updated.status;
+          renderCampaigns();
+          refreshSoon();
+        }),
       );
     });
+    for (const [id, row] of campaignRows) {
+      if (!ids.has(id)) {
+        row.remove();
+        campaignRows.delete(id);
+      }
+    }
   }
 
   function callCard(live) {
@@ -235,7 +253,7 @@ export function dashboardView() {
     }
     const turns = [...turnsSeen.values()].flat();
     const agentTurns = turns.filter((t) => typeof t.voice_to_voice_ms === 'number').length;
-    latencySub.textContent = agentTurns ? `From ${fmtInt(agentTurns)} agent turns of the calls shown here.` : 'Per turn, from the calls shown here.';
+    latencySub.textContent = agentTurns ? `From ${fmtInt(agentTurns)} agent turn${agentTurns === 1 ? '' : 's'} of the calls shown here.` : 'Per turn, from the calls shown here.';
     chart.update(latencyFromTurns(turns));
   }
 
