@@ -131,14 +131,17 @@ async fn dashboard_shows_a_live_call_and_pauses_its_campaign() {
                 .ok()
         })
         .await;
-    browser
+    let key_input = browser
         .client
         .find(fantoccini::Locator::Css("#key-input"))
         .await
-        .unwrap()
-        .send_keys(API_KEY)
-        .await
         .unwrap();
+    key_input.send_keys("not-the-key").await.unwrap();
+    browser.click("#key-save").await;
+    browser
+        .wait_for_text("#key-error", "That key was refused", 20)
+        .await;
+    key_input.send_keys(API_KEY).await.unwrap();
     browser.click("#key-save").await;
     let text = browser.wait_for_text(&row, "Rooftop solar, Pune", 20).await;
     assert!(text.contains("Draft"), "{text}");
@@ -295,4 +298,27 @@ async fn dashboard_shows_a_live_call_and_pauses_its_campaign() {
         .await;
     browser.wait_for_text("#campaign-leads", "Kavya", 20).await;
     browser.screenshot("campaign-page").await;
+
+    // Whatever the API returns is shown as text, never run as markup.
+    let markup = r#"<img src="x" onerror="document.title='pwned'">Solar"#;
+    let res = app.post_json("/campaigns", json!({"name": markup})).await;
+    let other = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    browser.client.goto(&app.url("/ui")).await.unwrap();
+    let shown = browser
+        .wait_for_text(
+            &format!("#campaigns tr[data-campaign-id=\"{other}\"]"),
+            "Solar",
+            20,
+        )
+        .await;
+    assert!(shown.contains(r#"<img src="x""#), "{shown}");
+    let injected = browser
+        .client
+        .execute(
+            "return [document.querySelectorAll('#campaigns img').length, document.title]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!([0, "Dashboard · voice-agent"]));
 }

@@ -12,18 +12,35 @@ export class ApiError extends Error {
   }
 }
 
+/** The prompt on screen, which every request meeting a 401 waits for. */
 let pendingPrompt = null;
+/** The key for this page load, also when the browser refuses local storage. */
+let sessionKey = null;
 
 export function storedKey() {
   try {
-    return localStorage.getItem(KEY_STORAGE);
+    return localStorage.getItem(KEY_STORAGE) ?? sessionKey;
   } catch {
-    return null;
+    return sessionKey;
   }
 }
 
 export function forgetKey() {
-  localStorage.removeItem(KEY_STORAGE);
+  sessionKey = null;
+  try {
+    localStorage.removeItem(KEY_STORAGE);
+  } catch {
+    // Storage disabled: nothing was kept.
+  }
+}
+
+function keepKey(key) {
+  try {
+    localStorage.setItem(KEY_STORAGE, key);
+  } catch {
+    // Storage disabled: the key lasts until the page is closed.
+  }
+  sessionKey = key;
 }
 
 /** Shows the key dialog; resolves once a key was saved. Concurrent callers share one prompt. */
@@ -41,15 +58,13 @@ export function askForKey(message) {
       event.preventDefault();
       const key = input.value.trim();
       if (!key) return;
-      localStorage.setItem(KEY_STORAGE, key);
+      keepKey(key);
       form.removeEventListener('submit', onSubmit);
       dialog.close();
       pendingPrompt = null;
       resolve();
     };
     form.addEventListener('submit', onSubmit);
-    // Escape must not leave the page stuck waiting for a key.
-    dialog.addEventListener('cancel', (event) => event.preventDefault());
     dialog.showModal();
     input.focus();
   });
@@ -99,3 +114,6 @@ export async function optional(path) {
     throw e;
   }
 }
+
+// Escape would close the dialog with every request still waiting for a key: keep it open.
+document.getElementById('key-dialog').addEventListener('cancel', (event) => event.preventDefault());

@@ -49,7 +49,7 @@ function leadsTable(page) {
   if (!leads.length) return h('p', { class: 'muted small' }, 'No leads: upload a CSV to this campaign.');
   return h(
     'div',
-    { class: 'table-scroll' },
+    { class: 'table-scroll table-wrap' },
     h(
       'table',
       { class: 'table' },
@@ -116,7 +116,7 @@ export function campaignView(id) {
           'div',
           {},
           h('h1', {}, campaign.name || `Campaign ${id}`, statusBadge(campaign.status)),
-          h('p', { class: 'page-sub' }, campaign.status_reason ? `Paused by the service: ${campaign.status_reason}` : `Campaign #${id} · language ${campaign.language || '—'} · ${campaign.max_attempts ?? '—'} attempts per lead`),
+          h('p', { class: 'page-sub' }, campaign.status === 'paused' && campaign.status_reason ? `Paused by the service: ${campaign.status_reason}` : `Campaign #${id} · language ${campaign.language || '—'} · ${campaign.max_attempts ?? '—'} attempts per lead`),
         ),
         actionButtons(campaign, () => refreshSoon()),
       ]);

@@ -41,14 +41,14 @@ function totalsRow(data) {
   );
   const done = groups.filter((g) => g.final).reduce((a, g) => a + g.n, 0);
   const items = [
-    kpi('Running campaigns', fmtInt(running), `${fmtInt(campaigns.length)} in total`),
-    kpi('Live calls', fmtInt((data.live_calls || []).length), 'updated every second'),
-    kpi('Leads', fmtInt(t.leads?.total ?? leads), `${fmtPct(leads ? done / leads : NaN)} reached an end`),
+    kpi('Running', fmtInt(running), `of ${fmtInt(campaigns.length)} campaign${campaigns.length === 1 ? '' : 's'}`),
+    kpi('Live calls', fmtInt((data.live_calls || []).length), 'right now'),
+    kpi('Leads', fmtInt(t.leads?.total ?? leads), `${fmtPct(leads ? done / leads : NaN)} done`),
   ];
   if (t.calls) items.push(kpi('Calls placed', fmtInt(t.calls.total), `${fmtInt(t.calls.answered)} answered`));
   if (t.calls && typeof t.calls.connect_rate === 'number') items.push(kpi('Connect rate', fmtPct(t.calls.connect_rate), 'answered / placed'));
-  if (t.talk_time_secs) items.push(kpi('Average talk time', fmtDuration(t.talk_time_secs.average), `${fmtDuration(t.talk_time_secs.total)} in total`));
-  if (t.cost && typeof t.cost.total === 'number') items.push(kpi('Cost', fmtMoney(t.cost.total, t.cost.currency), 'carrier and AI providers'));
+  if (t.talk_time_secs) items.push(kpi('Avg talk time', fmtDuration(t.talk_time_secs.average), `${fmtDuration(t.talk_time_secs.total)} in total`));
+  if (t.cost && typeof t.cost.total === 'number') items.push(kpi('Cost', fmtMoney(t.cost.total, t.cost.currency), 'carrier and AI'));
   return items;
 }
 
@@ -92,6 +92,9 @@ export function dashboardView() {
   const leadsBody = h('div', {});
   const outcomesBody = h('div', {});
   const calls = new Map();
+  const onScreen = new IntersectionObserver((seen) => {
+    for (const e of seen) e.target.entry.visible = e.isIntersecting;
+  });
   const campaignRows = new Map();
   const turnsSeen = new Map();
   let data = null;
@@ -130,7 +133,7 @@ export function dashboardView() {
     }
     renderIfChanged(campaignsBody, 'table', () => {
       campaignRows.clear();
-      return h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Campaign', 'Status', 'Progress', 'Leads', 'Outcomes', ''].map((t, i) => h('th', { class: i === 3 ? 'num' : null }, t)))), h('tbody', {}));
+      return h('div', { class: 'table-wrap' }, h('table', { class: 'table' }, h('thead', {}, h('tr', {}, ['Campaign', 'Status', 'Progress', 'Leads', 'Outcomes', ''].map((t, i) => h('th', { class: i === 3 ? 'num' : null }, t)))), h('tbody', {})));
     });
     const tbody = campaignsBody.querySelector('tbody');
     const ids = new Set();
@@ -175,7 +178,10 @@ export function dashboardView() {
       transcript.el,
       h('footer', { class: 'call-foot' }, h('span', { class: 'muted small' }, live.lead_id ? `Lead #${live.lead_id} · Call #${live.call_id}` : `Call #${live.call_id}`), h('a', { href: `/ui/calls/${live.call_id}`, 'data-nav': true, class: 'link' }, 'Open call →')),
     );
-    return { el: cardEl, transcript, pill, elapsed, campaignLink, live, endedAt: null };
+    const entry = { el: cardEl, transcript, pill, elapsed, campaignLink, live, endedAt: null, visible: true, fetched: false };
+    onScreen.observe(cardEl);
+    cardEl.entry = entry;
+    return entry;
   }
 
   async function renderLive() {
@@ -186,7 +192,10 @@ export function dashboardView() {
     for (const call of live) {
       let entry = calls.get(call.call_id);
       if (!entry || entry.endedAt) {
-        entry?.el.remove();
+        if (entry) {
+          onScreen.unobserve(entry.el);
+          entry.el.remove();
+        }
         entry = callCard(call);
         calls.set(call.call_id, entry);
         liveGrid.append(entry.el);
@@ -207,20 +216,23 @@ export function dashboardView() {
         entry.pill.lastChild.textContent = 'Ended';
         entry.transcript.setLive(false);
       } else if (Date.now() - entry.endedAt > ENDED_LINGER_MS) {
+        onScreen.unobserve(entry.el);
         entry.el.remove();
         calls.delete(id);
       }
     }
     if (!calls.size && !liveGrid.querySelector('.empty')) {
-      liveGrid.replaceChildren(empty('No calls in progress', 'A call appears here once the agent has said its first words.'));
+      liveGrid.replaceChildren(empty('No calls in progress', 'Calls appear here as soon as they are answered.'));
     } else if (calls.size) {
       liveGrid.querySelector(':scope > .empty')?.remove();
     }
-    // Transcripts: live calls every time, an ended one once more to catch its last words.
+    // Transcripts: live calls on screen every time (with hundreds of calls, the ones scrolled
+    // away wait), each call at least once, an ended one once more to catch its last words.
     await Promise.all(
       [...calls.values()]
-        .filter((e) => !e.endedAt || !e.finalFetched)
+        .filter((e) => (e.endedAt ? !e.finalFetched : e.visible || !e.fetched))
         .map(async (entry) => {
+          entry.fetched = true;
           if (entry.endedAt) entry.finalFetched = true;
           const t = await optional(`/calls/${entry.live.call_id}/transcript`);
           const turns = t?.turns || [];
