@@ -1,8 +1,9 @@
 //! TEMPORARY stand-ins for two endpoints built on another branch, so the dashboard can be
 //! tested end to end before they are merged: `GET /dashboard` (campaigns with lead counts and
 //! the live calls; `outcomes` and `totals` left empty) and `GET /calls/{id}/transcript`.
-//! The shapes are a subset of the real ones. When merging those, delete this file and its
-//! `.merge(crate::ui::interim::routes())` line in `startup::router`.
+//! The shapes are a subset of the real ones. When merging those, delete this file, its
+//! `pub mod interim;` in `ui/mod.rs` and its `.merge(crate::ui::interim::routes())` line in
+//! `startup::router`.
 
 use axum::Router;
 use axum::extract::State;

@@ -98,7 +98,7 @@ export function callView(id) {
         transcriptNote.textContent = live ? 'Updating while the call is live.' : `${t.turns?.length || 0} turns.`;
         chart.update(latencyFromTurns(t.turns || []));
       } else {
-        transcriptNote.textContent = 'This server does not provide transcripts.';
+        transcriptNote.textContent = 'No transcript is available for this call.';
         chart.update(null);
       }
       settledPolls = live ? 0 : settledPolls + 1;
