@@ -8,8 +8,9 @@
 //! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
 //! - [`agent`]: the conversation logic;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
-//! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
 //! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
+//! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
+//! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
 
 pub mod agent;
@@ -33,3 +34,4 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod telephony;
+pub mod ui;

@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::api::public_routes())
+        .merge(crate::ui::routes())
         .merge(crate::telephony::webhook::routes())
         .merge(crate::media::ws::routes())
         .fallback(crate::api::not_found)

@@ -1,5 +1,6 @@
 //! The API contract suite: one binary, every test run against SQLite and PostgreSQL.
 
+mod browser;
 mod helpers;
 
 mod analytics;
@@ -14,4 +15,6 @@ mod live_reports;
 mod multi_instance;
 mod outbound_webhooks;
 mod sessions;
+mod ui;
+mod ui_assets;
 mod webhooks;
