@@ -8,7 +8,8 @@
 //! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
 //! - [`agent`]: the conversation logic;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
-//! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
+//! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`], [`metrics`]: the service around
+//!   them.
 
 pub mod agent;
 pub mod api;
@@ -22,6 +23,7 @@ pub mod dialer;
 pub mod emulators;
 pub mod error;
 pub mod media;
+pub mod metrics;
 pub mod phone;
 pub mod providers;
 pub mod sessions;
