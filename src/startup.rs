@@ -122,7 +122,10 @@ pub async fn run(
     }
     if let Some(addr) = state.settings.metrics_addr {
         let listener = TcpListener::bind(addr).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot listen on METRICS_ADDR {addr}: {e}"))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on METRICS_ADDR {addr}: {e}"),
+            )
         })?;
         tracing::info!(%addr, "metrics listening (GET /metrics, no auth)");
         let (metrics, stop) = (state.metrics.clone(), state.shutdown.clone());

@@ -102,9 +102,7 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let app = routes()
-        .fallback(crate::api::not_found)
-        .with_state(metrics);
+    let app = routes().fallback(crate::api::not_found).with_state(metrics);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
@@ -120,6 +118,9 @@ mod tests {
         assert_eq!(status_class(StatusCode::CREATED), "2xx");
         assert_eq!(status_class(StatusCode::UNAUTHORIZED), "4xx");
         assert_eq!(status_class(StatusCode::SERVICE_UNAVAILABLE), "5xx");
-        assert_eq!(method_label(&Method::from_bytes(b"PROPFIND").unwrap()), "other");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
+            "other"
+        );
     }
 }

@@ -29,6 +29,14 @@ pub use providers::{ErrorKind, Provider, ProviderMetrics, ReconnectKind};
 
 use crate::store::CallStatus;
 
+/// The parts of an agent turn's latency (`component` label of `voice_agent_turn_latency_seconds`).
+const TURN_COMPONENTS: [&str; 5] = [
+    "stt",
+    "llm_first_token",
+    "tts_first_byte",
+    "voice_to_voice",
+    "added",
+];
 /// Seconds buckets for conversational latencies (a reply should start within about a second).
 const TURN_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
@@ -63,7 +71,7 @@ impl Default for Metrics {
 }
 
 /// Live calls, how they ended, and what was heard and said in them.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CallMetrics {
     /// Call pipelines running in this instance (from the stream's `start` to the lead settled).
     pub active: Gauge,
@@ -78,7 +86,7 @@ pub struct CallMetrics {
 }
 
 /// The dialer loop's own health.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DialerMetrics {
     /// How late each tick ran against its schedule.
     pub tick_lag: Histogram,
@@ -87,7 +95,7 @@ pub struct DialerMetrics {
 }
 
 /// Database round trips of the dialer and of the calls' writer, by operation.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct DbMetrics {
     queries: HistogramFamily<OpLabels>,
 }
@@ -144,6 +152,8 @@ impl Metrics {
         };
         let providers = ProviderMetrics::default();
         let http = Family::<http::RequestLabels, Counter>::default();
+        calls.create_known_series();
+        providers.create_known_series();
 
         let r = &mut registry;
         r.register(
@@ -255,6 +265,25 @@ impl Metrics {
 }
 
 impl CallMetrics {
+    /// Every label value known in advance starts at zero, so a series exists (and `rate()`
+    /// works) before the first event.
+    fn create_known_series(&self) {
+        for status in CallStatus::ALL.iter().filter(|s| !s.is_active()) {
+            let _ = self.ended.get_or_create(&StatusLabels {
+                carrier_status: status.as_str(),
+            });
+        }
+        let intents = crate::agent::tools::INTENTS.iter().copied();
+        for intent in intents.chain(["other", "none"]) {
+            let _ = self.outcomes.get_or_create(&IntentLabels { intent });
+        }
+        for component in TURN_COMPONENTS {
+            let _ = self
+                .turn_latency
+                .get_or_create(&ComponentLabels { component });
+        }
+    }
+
     /// Counts a call's move to a final carrier status; nothing when it was final already (a
     /// repeated or late update).
     pub fn ended(&self, before: CallStatus, after: CallStatus) {
@@ -315,7 +344,7 @@ impl DbMetrics {
 }
 
 /// What one live call records with: histograms and counters resolved for it once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CallMeters {
     pub stt: Histogram,
     pub llm_first_token: Histogram,
@@ -334,7 +363,7 @@ impl CallMeters {
 }
 
 /// Outbound audio counters, bumped per frame by the playout (atomics only).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct FrameMeters {
     pub sent: Counter,
     pub late: Counter,
@@ -351,6 +380,15 @@ pub fn observe_ms(histogram: &Histogram, ms: Option<i32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many series of the exposition start with `prefix`.
+    fn series(m: &Metrics, prefix: &str) -> usize {
+        m.encode()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .count()
+    }
 
     #[test]
     fn every_metric_is_exported_with_the_prefix_and_its_unit() {
@@ -373,7 +411,6 @@ mod tests {
             "# TYPE voice_agent_dialer_tick_lag_seconds histogram",
             "# TYPE voice_agent_dialer_claim_duration_seconds histogram",
             "voice_agent_db_query_duration_seconds_count{op=\"add_turn\"} 1",
-            "# TYPE voice_agent_http_requests_total counter",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
@@ -389,7 +426,13 @@ mod tests {
             carrier_status: "busy",
         });
         assert_eq!(busy.get(), 1);
-        assert_eq!(m.calls.ended.len(), 1);
+        let text = m.encode().unwrap();
+        assert!(text.contains("voice_agent_calls_ended_total{carrier_status=\"busy\"} 1\n"));
+        assert!(text.contains("voice_agent_calls_ended_total{carrier_status=\"completed\"} 0\n"));
+        assert!(
+            !text.contains("carrier_status=\"in-progress\""),
+            "not a final status"
+        );
     }
 
     #[test]
@@ -403,7 +446,16 @@ mod tests {
             .outcomes
             .get_or_create_owned(&IntentLabels { intent: "other" });
         assert_eq!(other.get(), 2);
-        assert_eq!(m.calls.outcomes.len(), 2, "other and none");
+        let none = m
+            .calls
+            .outcomes
+            .get_or_create_owned(&IntentLabels { intent: "none" });
+        assert_eq!(none.get(), 1);
+        assert_eq!(
+            series(&m, "voice_agent_call_outcomes_total{"),
+            crate::agent::tools::INTENTS.len() + 2,
+            "the known intents, other and none: nothing else"
+        );
     }
 
     #[test]

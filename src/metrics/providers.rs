@@ -105,7 +105,44 @@ pub struct ProviderMetrics {
     reconnects: Family<ProviderLabels, Counter>,
 }
 
+const PROVIDERS: [Provider; 4] = [
+    Provider::Deepgram,
+    Provider::OpenAi,
+    Provider::ElevenLabs,
+    Provider::Exotel,
+];
+const KINDS: [ErrorKind; 7] = [
+    ErrorKind::Timeout,
+    ErrorKind::Connect,
+    ErrorKind::Http4xx,
+    ErrorKind::Http5xx,
+    ErrorKind::Protocol,
+    ErrorKind::Stream,
+    ErrorKind::Dropped,
+];
+
 impl ProviderMetrics {
+    /// Every provider and kind starts at zero, so alerts on `increase()` see the first error.
+    pub(super) fn create_known_series(&self) {
+        for provider in PROVIDERS {
+            for kind in KINDS {
+                let _ = self.errors.get_or_create(&ProviderLabels {
+                    provider: provider.as_str(),
+                    kind: kind.as_str(),
+                });
+            }
+        }
+        for (provider, how) in [
+            (Provider::Deepgram, ReconnectKind::Reconnect),
+            (Provider::ElevenLabs, ReconnectKind::HttpFallback),
+        ] {
+            let _ = self.reconnects.get_or_create(&ProviderLabels {
+                provider: provider.as_str(),
+                kind: how.as_str(),
+            });
+        }
+    }
+
     pub(super) fn register(&self, registry: &mut Registry) {
         registry.register(
             "provider_errors",
@@ -247,6 +284,10 @@ mod tests {
         assert_eq!(m.errors_of(Provider::OpenAi, ErrorKind::Http5xx), 1);
         assert_eq!(m.errors_of(Provider::Exotel, ErrorKind::Timeout), 1);
         assert_eq!(m.errors_of(Provider::Deepgram, ErrorKind::Http4xx), 1);
-        assert_eq!(m.errors.len(), 4, "a cancellation is not an error");
+        let openai: u64 = KINDS
+            .iter()
+            .map(|k| m.errors_of(Provider::OpenAi, *k))
+            .sum();
+        assert_eq!(openai, 2, "a cancellation is not an error");
     }
 }
