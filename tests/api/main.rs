@@ -8,6 +8,7 @@ mod dnc;
 mod health_and_auth;
 mod import;
 mod live_call;
+mod metrics;
 mod multi_instance;
 mod sessions;
 mod webhooks;
