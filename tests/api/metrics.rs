@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use serde_json::json;
 use voice_agent::config::{Secret, Settings};
-use voice_agent::emulators::{deepgram, openai};
+use voice_agent::emulators::{deepgram, elevenlabs, openai};
 use voice_agent::store::TranscriptTurn;
 
 use crate::dialer::{fast, rig, running_campaign};
 use crate::helpers::{Backend, TestApp, eventually, spawn_app};
-use crate::live_call::{Script, live_rig, run_caller};
+use crate::live_call::{Script, live_rig, live_rig_with, run_caller};
 
 /// One sample line of the exposition.
 #[derive(Debug)]
@@ -129,6 +129,7 @@ const PROVIDERS: [&str; 4] = ["deepgram", "openai", "elevenlabs", "exotel"];
 crate::on_each_backend!(
     a_live_call_is_measured_turn_by_turn,
     an_llm_rate_limit_counts_as_an_openai_4xx,
+    dropped_provider_sockets_count_as_errors_and_recoveries,
     dialer_ticks_record_claim_latency_carrier_errors_and_final_statuses,
     requests_are_counted_by_route_template_never_raw_path,
 );
@@ -312,6 +313,66 @@ async fn an_llm_rate_limit_counts_as_an_openai_4xx(backend: Backend) {
             &[("provider", "elevenlabs")]
         ),
         0.0
+    );
+}
+
+async fn dropped_provider_sockets_count_as_errors_and_recoveries(backend: Backend) {
+    // Deepgram drops after 3 s of audio; the first TTS socket after 1 s, mid-greeting.
+    let dg = deepgram::Config {
+        drop_connections: Some(deepgram::DropFault {
+            first: 1,
+            after: deepgram::DropAfter::AudioTime(Duration::from_secs(3)),
+        }),
+        ..deepgram::Config::default()
+    };
+    let el = elevenlabs::Config {
+        real_time_factor: 0.5,
+        faults: elevenlabs::Faults {
+            drop_ws_after: Some(Duration::from_secs(1)),
+            drop_first_ws: 1,
+            ..Default::default()
+        },
+        ..elevenlabs::Config::fast()
+    };
+    let greeting = "Namaste {name}, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?";
+    let Some(rig) = live_rig_with(backend, greeting, "en-IN", dg, el).await else {
+        return;
+    };
+    let script = Script {
+        lines: vec![],
+        during_greeting: None,
+        hang_up_after: Some(Duration::from_secs(10)),
+        max: Duration::from_secs(20),
+    };
+    run_caller(&rig.app, script).await;
+    let s = eventually(20, "call over", || async {
+        let s = scrape(&rig.app).await;
+        (s.value("voice_agent_active_calls", &[]) == 0.0
+            && s.value("voice_agent_call_outcomes_total", &[]) == 1.0)
+            .then_some(s)
+    })
+    .await;
+    let reconnects = rig.dg.stats().connections - 1;
+    assert!(reconnects >= 1, "the STT socket was dropped and reopened");
+    let recovered = |provider, kind| {
+        s.value(
+            "voice_agent_provider_reconnects_total",
+            &[("provider", provider), ("kind", kind)],
+        )
+    };
+    assert_eq!(recovered("deepgram", "reconnect"), reconnects as f64);
+    let dropped = [("provider", "deepgram"), ("kind", "dropped")];
+    assert_eq!(
+        s.value("voice_agent_provider_errors_total", &dropped),
+        reconnects as f64
+    );
+    let fallbacks = rig.tts.stats().http_requests;
+    assert!(fallbacks >= 1, "the rest of the greeting came over HTTP");
+    assert_eq!(recovered("elevenlabs", "http_fallback"), fallbacks as f64);
+    let el_dropped = [("provider", "elevenlabs"), ("kind", "dropped")];
+    assert_eq!(
+        s.value("voice_agent_provider_errors_total", &el_dropped),
+        1.0
     );
 }
 
