@@ -146,6 +146,8 @@ pub struct WebhookSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind_addr: SocketAddr,
+    /// When set, `GET /metrics` is also served here, alone and without auth (keep it private).
+    pub metrics_addr: Option<SocketAddr>,
     /// Public base URL the carrier uses to reach us (webhooks, `/media`).
     pub our_base_url: String,
     pub database_url: String,
@@ -173,6 +175,7 @@ pub struct Settings {
 /// Every variable the service reads, with the one-line meaning `.env.example` repeats.
 pub const VARIABLES: &[&str] = &[
     "BIND_ADDR",
+    "METRICS_ADDR",
     "OUR_BASE_URL",
     "DATABASE_URL",
     "REDIS_URL",
@@ -244,6 +247,13 @@ impl Settings {
         let secret = |k: &str| get(k).map(Secret::new);
 
         let bind_addr: SocketAddr = parse_or(&get, "BIND_ADDR", "127.0.0.1:8000".parse().unwrap())?;
+        let metrics_addr = match get("METRICS_ADDR") {
+            Some(v) => Some(
+                v.parse::<SocketAddr>()
+                    .map_err(|e| invalid("METRICS_ADDR", format!("`{v}`: {e}")))?,
+            ),
+            None => None,
+        };
         let our_base_url = match get("OUR_BASE_URL") {
             Some(u) => parse_http_url("OUR_BASE_URL", &u)?,
             None => format!("http://{bind_addr}"),
@@ -355,6 +365,7 @@ impl Settings {
 
         Ok(Settings {
             bind_addr,
+            metrics_addr,
             our_base_url,
             database_url,
             redis_url,
@@ -538,6 +549,9 @@ mod tests {
         assert_eq!(s.openai.model, "gpt-4o-mini");
         assert_eq!(s.calling_hours_start.to_string(), "10:00:00");
         assert_eq!(s.our_base_url, "http://127.0.0.1:8000");
+        assert_eq!(s.metrics_addr, None, "no metrics listener unless asked");
+        let s = Settings::from_map(&vars(&[("METRICS_ADDR", "127.0.0.1:9100")])).unwrap();
+        assert_eq!(s.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
     }
 
     #[test]
@@ -558,6 +572,8 @@ mod tests {
         assert!(err.to_string().contains("WEBHOOK_SIGNING_SECRET"), "{err}");
         let err = Settings::from_map(&vars(&[("WEBHOOK_MAX_ATTEMPTS", "0")])).unwrap_err();
         assert!(err.to_string().contains("WEBHOOK_MAX_ATTEMPTS"), "{err}");
+        let err = Settings::from_map(&vars(&[("METRICS_ADDR", "9100")])).unwrap_err();
+        assert!(err.to_string().contains("METRICS_ADDR"), "{err}");
     }
 
     #[test]

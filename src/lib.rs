@@ -11,7 +11,8 @@
 //! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
 //! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
 //! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
-//! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
+//! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`], [`metrics`]: the service
+//!   around them.
 
 pub mod agent;
 pub mod api;
@@ -25,6 +26,7 @@ pub mod dialer;
 pub mod emulators;
 pub mod error;
 pub mod media;
+pub mod metrics;
 pub mod notify;
 pub mod phone;
 pub mod providers;

@@ -33,6 +33,14 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// STT, LLM and TTS clients for live calls.
     pub providers: crate::providers::Providers,
+    /// This instance's Prometheus registry (`GET /metrics`); never a process-global one.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl axum::extract::FromRef<AppState> for Arc<crate::metrics::Metrics> {
+    fn from_ref(state: &AppState) -> Self {
+        state.metrics.clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +65,9 @@ impl AppState {
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
-        let providers = crate::providers::Providers::from_settings(&settings, http.clone());
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let providers =
+            crate::providers::Providers::from_settings(&settings, http.clone(), &metrics);
         Ok(Self {
             settings: Arc::new(settings),
             store,
@@ -67,6 +77,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             clock: crate::clock::Clock::default(),
             providers,
+            metrics,
         })
     }
 }
@@ -79,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::media::ws::debug_routes())
         .merge(crate::reports::api::routes())
         .merge(crate::notify::api::routes())
+        .merge(crate::metrics::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::api::require_api_key,
@@ -93,6 +105,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::api::catch_panic))
         .layer(TraceLayer::new_for_http().make_span_with(crate::telemetry::http_span))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track_requests,
+        ))
         .with_state(state)
 }
 
@@ -111,6 +127,21 @@ pub async fn run(
         tracing::warn!(
             "WEBHOOK_SIGNING_SECRET is not set: webhooks to campaigns' webhook_url are sent unsigned"
         );
+    }
+    if let Some(addr) = state.settings.metrics_addr {
+        let listener = TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on METRICS_ADDR {addr}: {e}"),
+            )
+        })?;
+        tracing::info!(%addr, "metrics listening (GET /metrics, no auth)");
+        let (metrics, stop) = (state.metrics.clone(), state.shutdown.clone());
+        state.tasks.spawn(async move {
+            if let Err(e) = crate::metrics::serve(listener, metrics, stop).await {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
     }
     let dialer = std::sync::Arc::new(crate::dialer::Dialer::new(&state));
     state.tasks.spawn(dialer.run(state.shutdown.clone()));

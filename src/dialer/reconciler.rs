@@ -4,6 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::settle::settle_call;
+use crate::metrics::Metrics;
 use crate::providers::exotel::{ExotelClient, ExotelError};
 use crate::store::{CallStatus, CarrierUpdate, Store, StoreResult};
 
@@ -23,6 +24,7 @@ pub struct ReconcileOutcome {
 pub async fn reconcile_once(
     store: &dyn Store,
     exotel: Option<&ExotelClient>,
+    metrics: &Metrics,
     now: DateTime<Utc>,
     older_than: Duration,
 ) -> StoreResult<ReconcileOutcome> {
@@ -66,12 +68,14 @@ pub async fn reconcile_once(
                 ..Default::default()
             },
             Err(e) => {
+                metrics.providers.exotel_error(&e);
                 tracing::warn!(call_id = call.id, error = %e, "cannot reconcile call");
                 out.errors += 1;
                 continue;
             }
         };
-        store.update_call_carrier(call.id, &update, now).await?;
+        let updated = store.update_call_carrier(call.id, &update, now).await?;
+        metrics.calls.ended(call.status, updated.status);
         settle_call(store, call.id, now).await?;
         out.settled += 1;
     }

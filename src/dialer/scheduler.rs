@@ -4,6 +4,7 @@
 //! Written as `run_once(now) -> Outcome` plus a thin loop, so tests drive it with any clock.
 //! The caps are counted in the database inside the claim, so they hold across instances.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
@@ -73,6 +74,7 @@ pub struct Dialer {
     clock: crate::clock::Clock,
     /// After a 429, no dialling before this instant.
     backoff_until: Mutex<Option<DateTime<Utc>>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Dialer {
@@ -96,6 +98,7 @@ impl Dialer {
             }),
             backoff_until: Mutex::new(None),
             clock: state.clock.clone(),
+            metrics: state.metrics.clone(),
         }
     }
 
@@ -115,6 +118,11 @@ impl Dialer {
         )
     }
 
+    /// Times one database operation (`voice_agent_db_query_duration_seconds{op}`).
+    async fn db<T>(&self, op: &'static str, query: impl Future<Output = T>) -> T {
+        self.metrics.db.time(op, query).await
+    }
+
     /// One tick at `now`.
     pub async fn run_once(&self, now: DateTime<Utc>) -> StoreResult<Outcome> {
         let mut out = Outcome::default();
@@ -129,7 +137,10 @@ impl Dialer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .take(now);
-            for campaign in self.store.running_campaigns().await? {
+            let campaigns = self
+                .db("running_campaigns", self.store.running_campaigns())
+                .await?;
+            for campaign in campaigns {
                 if budget <= 0 {
                     break;
                 }
@@ -153,19 +164,22 @@ impl Dialer {
                     Check::OpensAt(t) => Err(t),
                     Check::Never => Err(now + Duration::days(1)),
                 };
-                let claim = self
-                    .store
-                    .claim_leads(
-                        &ClaimRequest {
-                            campaign_id: campaign.id,
-                            now,
-                            campaign_cap: campaign.spec.max_concurrent_calls as i64,
-                            global_cap: self.settings.max_concurrent_calls as i64,
-                            limit: budget,
-                        },
-                        &window,
-                    )
-                    .await?;
+                let request = ClaimRequest {
+                    campaign_id: campaign.id,
+                    now,
+                    campaign_cap: campaign.spec.max_concurrent_calls as i64,
+                    global_cap: self.settings.max_concurrent_calls as i64,
+                    limit: budget,
+                };
+                let started = std::time::Instant::now();
+                let claim = self.store.claim_leads(&request, &window).await;
+                let took = started.elapsed();
+                self.metrics
+                    .dialer
+                    .claim_duration
+                    .observe(took.as_secs_f64());
+                self.metrics.db.observe("claim_leads", took);
+                let claim = claim?;
                 budget -= claim.claimed.len() as i64;
                 out.claimed += claim.claimed.len() as u64;
                 out.deferred += claim.deferred;
@@ -178,7 +192,12 @@ impl Dialer {
                 .unwrap_or_else(|p| p.into_inner())
                 .give_back(budget.max(0));
         }
-        out.completed_campaigns = self.store.complete_finished_campaigns(now).await?;
+        out.completed_campaigns = self
+            .db(
+                "complete_finished_campaigns",
+                self.store.complete_finished_campaigns(now),
+            )
+            .await?;
         for id in &out.completed_campaigns {
             tracing::info!(campaign_id = id, "campaign completed: every lead is final");
         }
@@ -221,15 +240,20 @@ impl Dialer {
         for (claimed, result) in join_all(attempts).await {
             let call_id = claimed.call_id;
             let masked = crate::phone::mask(&claimed.lead.phone);
+            if let Err(e) = &result {
+                self.metrics.providers.exotel_error(e);
+            }
             match result {
                 Ok(sid) => {
-                    self.store.mark_dialing(call_id, &sid, now).await?;
+                    self.db("mark_dialing", self.store.mark_dialing(call_id, &sid, now))
+                        .await?;
                     tracing::info!(call_id, campaign_id, phone = %masked, attempt = claimed.lead.attempts, "call placed");
                     out.dialed += 1;
                 }
                 Err(ExotelError::Config { status, message }) => {
                     let reason = format!("Exotel refused the account ({status}): {message}");
-                    self.store.release_claim(call_id, &reason, now, now).await?;
+                    let release = self.store.release_claim(call_id, &reason, now, now);
+                    self.db("release_claim", release).await?;
                     out.released += 1;
                     if !paused {
                         self.pause(campaign_id, &reason, now, out).await?;
@@ -242,9 +266,10 @@ impl Dialer {
                         .unwrap_or(Duration::seconds(30));
                     *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner()) =
                         Some(now + wait);
-                    self.store
-                        .release_claim(call_id, "carrier rate limit", now + wait, now)
-                        .await?;
+                    let release =
+                        self.store
+                            .release_claim(call_id, "carrier rate limit", now + wait, now);
+                    self.db("release_claim", release).await?;
                     tracing::warn!(
                         call_id,
                         wait_secs = wait.num_seconds(),
@@ -254,9 +279,9 @@ impl Dialer {
                 }
                 Err(e @ (ExotelError::Server { .. } | ExotelError::Network(_))) => {
                     // The carrier did not take the call: try again later, attempt not consumed.
-                    self.store
-                        .release_claim(call_id, &e.to_string(), now + Duration::seconds(60), now)
-                        .await?;
+                    let (reason, retry_at) = (e.to_string(), now + Duration::seconds(60));
+                    let release = self.store.release_claim(call_id, &reason, retry_at, now);
+                    self.db("release_claim", release).await?;
                     tracing::warn!(call_id, error = %e, "carrier unavailable: will retry");
                     out.released += 1;
                 }
@@ -267,9 +292,13 @@ impl Dialer {
                         error: Some(message.clone()),
                         ..Default::default()
                     };
-                    self.store
-                        .update_call_carrier(call_id, &update, now)
+                    let failed = self
+                        .db(
+                            "update_call_carrier",
+                            self.store.update_call_carrier(call_id, &update, now),
+                        )
                         .await?;
+                    self.metrics.calls.ended(CallStatus::Queued, failed.status);
                     let lead_update = LeadUpdate {
                         status: LeadStatus::Failed,
                         next_attempt_at: None,
@@ -278,9 +307,8 @@ impl Dialer {
                         callback_at: None,
                         refund_attempt: false,
                     };
-                    self.store
-                        .update_lead(claimed.lead.id, &lead_update, now)
-                        .await?;
+                    let update = self.store.update_lead(claimed.lead.id, &lead_update, now);
+                    self.db("update_lead", update).await?;
                     tracing::warn!(call_id, phone = %masked, "carrier refused the number");
                     out.failed += 1;
                 }
@@ -293,9 +321,13 @@ impl Dialer {
                         error: Some(e.to_string()),
                         ..Default::default()
                     };
-                    self.store
-                        .update_call_carrier(call_id, &update, now)
+                    let failed = self
+                        .db(
+                            "update_call_carrier",
+                            self.store.update_call_carrier(call_id, &update, now),
+                        )
                         .await?;
+                    self.metrics.calls.ended(CallStatus::Queued, failed.status);
                     settle_call(self.store.as_ref(), call_id, now).await?;
                     tracing::warn!(call_id, error = %e, "dial failed");
                     out.failed += 1;
@@ -338,6 +370,7 @@ impl Dialer {
         reconcile_once(
             self.store.as_ref(),
             self.exotel.as_ref().ok(),
+            &self.metrics,
             now,
             older_than,
         )
@@ -361,10 +394,12 @@ impl Dialer {
             std::time::Duration::from_secs(60).min(self.settings.dialer.reconcile_after);
         let mut last_reconcile = tokio::time::Instant::now();
         loop {
-            tokio::select! {
+            let scheduled = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
+                at = tick.tick() => at,
+            };
+            let lag = tokio::time::Instant::now().saturating_duration_since(scheduled);
+            self.metrics.dialer.tick_lag.observe(lag.as_secs_f64());
             if let Err(e) = self.run_once(self.clock.now()).await {
                 tracing::error!(error = %e, "dialer tick failed");
             }

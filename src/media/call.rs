@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::agent::phrases::PhraseSplitter;
 use crate::agent::tools::{self, Action};
 use crate::agent::{prompt, turns};
+use crate::metrics::{CallMeters, ErrorKind, Provider, ReconnectKind, observe_ms};
 use crate::providers::deepgram::{SttEvent, SttEvents, SttSession};
 use crate::providers::elevenlabs::{AudioStream, ContextId, ElevenLabs, TtsEvent, TtsSession};
 use crate::providers::openai::{
@@ -161,6 +162,8 @@ pub struct Call {
     repeats: u32,
     /// Tokens and characters the paid providers billed, written once when the call ends.
     usage: CallUsage,
+    /// This call's metric handles (resolved once; the audio loop only bumps atomics).
+    meters: CallMeters,
 }
 
 /// Runs the call until it ends; returns why.
@@ -176,13 +179,15 @@ pub async fn run(
     out: mpsc::Sender<CarrierCommand>,
     writer: Writer,
     shutdown: tokio_util::sync::CancellationToken,
+    meters: CallMeters,
 ) -> Ending {
     let now = Instant::now();
     let language = setup.campaign.spec.language.clone();
     let system = prompt::system_prompt(&setup.campaign, setup.lead.as_ref(), Utc::now());
     let greeting = prompt::render_greeting(&setup.campaign.spec.greeting, setup.lead.as_ref());
     let mut call = Call {
-        playout: Playout::new(tuning.sample_rate, tuning.frame_ms, 320, tuning.lead),
+        playout: Playout::new(tuning.sample_rate, tuning.frame_ms, 320, tuning.lead)
+            .with_meters(meters.frames.clone()),
         setup,
         tuning,
         llm,
@@ -209,6 +214,7 @@ pub async fn run(
         last_reply: String::new(),
         repeats: 0,
         usage: CallUsage::default(),
+        meters,
     };
     // The greeting needs no model: speak it at once.
     call.say(&greeting, None).await;
@@ -374,6 +380,9 @@ impl Call {
                 }
             }
             SttEvent::Reconnected { attempts, replayed } => {
+                let providers = &self.meters.providers;
+                providers.error(Provider::Deepgram, ErrorKind::Dropped);
+                providers.reconnect(Provider::Deepgram, ReconnectKind::Reconnect);
                 tracing::warn!(
                     attempts,
                     replayed_ms = replayed.as_millis() as u64,
@@ -381,9 +390,18 @@ impl Call {
                 );
             }
             SttEvent::Closed { code, reason } => {
+                // Mid-call (the call stops listening before it closes the session itself).
+                self.meters
+                    .providers
+                    .error(Provider::Deepgram, ErrorKind::Dropped);
                 tracing::warn!(?code, %reason, "STT closed");
             }
-            SttEvent::Error { description } => tracing::warn!(%description, "STT error"),
+            SttEvent::Error { description } => {
+                self.meters
+                    .providers
+                    .error(Provider::Deepgram, ErrorKind::Stream);
+                tracing::warn!(%description, "STT error");
+            }
             SttEvent::Metadata(_) => {}
         }
     }
@@ -732,7 +750,7 @@ impl Call {
                     turn.tts_first = turn.text_sent_at.map(|t| t.elapsed());
                     turn.first_audio_at = Some(Instant::now());
                 }
-                self.playout.push_audio(&pcm);
+                self.playout.push_audio(&pcm, Instant::now().into_std());
                 // A mark right after the chunk that completes each phrase.
                 if let Some(a) = alignment {
                     turn.chars_aligned += a.chars.len();
@@ -760,6 +778,7 @@ impl Call {
                 turn.tts_done = true;
             }
             TtsEvent::Error { error, context } => {
+                self.meters.providers.tts_session_error(&error);
                 tracing::warn!(?error, "TTS failed mid-turn: finishing the turn over HTTP");
                 let Some(t) = self.agent.as_mut() else { return };
                 if context.as_ref().is_some_and(|c| *c != t.context) || t.tts_done {
@@ -800,9 +819,13 @@ impl Call {
             return;
         }
         self.usage.tts_characters += text.trim().chars().count() as u32;
+        self.meters
+            .providers
+            .reconnect(Provider::ElevenLabs, ReconnectKind::HttpFallback);
         match http.synthesize_stream(text.trim(), &voice).await {
             Ok(stream) => self.fallback = Some(stream),
             Err(e) => {
+                self.meters.providers.tts_error(&e);
                 tracing::error!(error = %e, "HTTP TTS fallback failed too");
                 if let Some(t) = self.agent.as_mut() {
                     t.tts_done = true;
@@ -820,9 +843,10 @@ impl Call {
                 if let Some(t) = self.agent.as_mut() {
                     t.first_audio_at.get_or_insert(Instant::now());
                 }
-                self.playout.push_audio(&pcm);
+                self.playout.push_audio(&pcm, Instant::now().into_std());
             }
             Some(Err(e)) => {
+                self.meters.providers.tts_error(&e);
                 tracing::warn!(error = %e, "HTTP TTS fallback stream failed");
                 self.fallback = None;
             }
@@ -925,6 +949,13 @@ impl Call {
         };
         let added =
             v2v.map(|v| v - ms(turn.llm_ttft).unwrap_or(0) - ms(turn.tts_first).unwrap_or(0));
+        // The same figures as the stored turn, so dashboards and transcripts agree.
+        let m = &self.meters;
+        observe_ms(&m.stt, turn.stt_ms);
+        observe_ms(&m.llm_first_token, ms(turn.llm_ttft));
+        observe_ms(&m.tts_first_byte, ms(turn.tts_first));
+        observe_ms(&m.voice_to_voice, v2v);
+        observe_ms(&m.added, added);
         self.writer.send(Write::Turn(TranscriptTurn {
             call_id: self.setup.call_id,
             seq: turn.seq,

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::metrics::DbMetrics;
 use crate::store::{CallUsage, Store, TranscriptTurn};
 
 #[derive(Debug, Clone)]
@@ -42,6 +43,7 @@ impl Writer {
         store: Arc<dyn Store>,
         sessions: Arc<dyn crate::sessions::SessionStore>,
         call_id: i64,
+        db: DbMetrics,
     ) -> (Writer, JoinHandle<()>) {
         let (tx, mut rx) = mpsc::unbounded_channel::<Write>();
         let handle = tokio::spawn(async move {
@@ -55,25 +57,25 @@ impl Writer {
                 }
                 for attempt in 1..=3 {
                     let result = match &write {
-                        Write::Turn(t) => store.add_turn(t, Utc::now()).await,
+                        Write::Turn(t) => db.time("add_turn", store.add_turn(t, Utc::now())).await,
                         Write::Outcome {
                             intent,
                             qualification,
                             summary,
                             at,
                         } => {
-                            store
-                                .record_call_outcome(
-                                    call_id,
-                                    intent,
-                                    qualification,
-                                    summary.as_deref(),
-                                    *at,
-                                )
-                                .await
+                            let write = store.record_call_outcome(
+                                call_id,
+                                intent,
+                                qualification,
+                                summary.as_deref(),
+                                *at,
+                            );
+                            db.time("record_call_outcome", write).await
                         }
                         Write::Callback { lead_id, at, now } => {
-                            store.set_lead_callback(*lead_id, *at, *now).await
+                            let write = store.set_lead_callback(*lead_id, *at, *now);
+                            db.time("set_lead_callback", write).await
                         }
                         Write::Usage(u) => store.add_call_usage(call_id, u).await,
                         Write::Snapshot(_) => Ok(()),

@@ -26,6 +26,7 @@ use super::writer::Writer;
 use crate::api::constant_time_eq;
 use crate::campaigns::default_spec;
 use crate::error::error_response;
+use crate::metrics::GaugeGuard;
 use crate::phone::E164;
 use crate::providers::deepgram::ListenOptions;
 use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
@@ -111,6 +112,7 @@ async fn upgrade(
 }
 
 async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, String>) {
+    let _session = GaugeGuard::new(&state.metrics.calls.media_sessions);
     let protocol = Exotel;
     let (mut sink, mut stream) = socket.split();
     let start = tokio::time::timeout(Duration::from_secs(10), async {
@@ -141,6 +143,9 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         }
     };
     let call_id = setup.call_id;
+    // Until the lead is settled, whichever way this function returns.
+    let _active = GaugeGuard::new(&state.metrics.calls.active);
+    let meters = state.metrics.call_meters();
     // Every log line of the call carries its ids.
     let span = tracing::info_span!("call", call_id, campaign_id = setup.campaign.id);
 
@@ -187,6 +192,12 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let (stt, tts) = match (stt, tts) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => {
+            if let Err(e) = &s {
+                meters.providers.stt_error(e);
+            }
+            if let Err(e) = &t {
+                meters.providers.tts_error(e);
+            }
             let why = format!("stt: {:?}, tts: {:?}", s.err(), t.err());
             tracing::error!(call_id, %why, "providers unavailable: hanging up");
             let update = CarrierUpdate {
@@ -241,7 +252,12 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         let _ = sink.close().await;
     });
 
-    let (writer, writes) = Writer::spawn(state.store.clone(), state.sessions.clone(), call_id);
+    let (writer, writes) = Writer::spawn(
+        state.store.clone(),
+        state.sessions.clone(),
+        call_id,
+        state.metrics.db.clone(),
+    );
     let tuning = CallTuning {
         sample_rate: start.sample_rate,
         max_duration: Duration::from_secs(state.settings.dialer.time_limit_secs as u64),
@@ -259,6 +275,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         out_tx,
         writer,
         state.shutdown.clone(),
+        meters,
     )
     .instrument(span)
     .await;
@@ -394,6 +411,8 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
         return;
     };
     let turns = store.turns_of_call(call_id).await.unwrap_or_default();
+    // The tool's outcome, else the summary's: what the lead is settled with.
+    let mut outcome = call.intent.clone();
     if turns.iter().any(|t| t.speaker == "caller") {
         let transcript: String = turns
             .iter()
@@ -448,6 +467,7 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
                         qualification.entry(k.clone()).or_insert(val.clone());
                     }
                 }
+                outcome = intent.clone();
                 if let Some(intent) = intent {
                     let summary = v.get("summary").and_then(|s| s.as_str());
                     let _ = store
@@ -464,7 +484,9 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
         ended_at: Some(now),
         ..Default::default()
     };
-    let _ = store.update_call_carrier(call_id, &ended, now).await;
+    if let Ok(updated) = store.update_call_carrier(call_id, &ended, now).await {
+        state.metrics.calls.ended(call.status, updated.status);
+    }
     // Marks the conversation's facts complete: the operator's webhook may now be sent.
     if let Err(e) = store.end_media(call_id, now).await {
         tracing::error!(call_id, error = %e, "cannot mark the media stream ended");
@@ -472,4 +494,5 @@ async fn after_call(state: &AppState, call_id: i64, campaign: &crate::store::Cam
     if let Err(e) = crate::dialer::settle::settle_call(store.as_ref(), call_id, now).await {
         tracing::error!(call_id, error = %e, "cannot settle the lead after the call");
     }
+    state.metrics.calls.outcome(outcome.as_deref());
 }

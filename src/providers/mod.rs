@@ -17,10 +17,16 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn from_settings(settings: &crate::config::Settings, http: reqwest::Client) -> Self {
+    /// `metrics`: where the clients that retry internally (OpenAI) count their failed attempts.
+    pub fn from_settings(
+        settings: &crate::config::Settings,
+        http: reqwest::Client,
+        metrics: &crate::metrics::Metrics,
+    ) -> Self {
         Self {
             stt: deepgram::DeepgramClient::new(&settings.deepgram),
-            llm: openai::OpenAiClient::from_settings(http, &settings.openai),
+            llm: openai::OpenAiClient::from_settings(http, &settings.openai)
+                .with_metrics(metrics.providers.clone()),
             tts: elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs).ok(),
         }
     }

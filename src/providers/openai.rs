@@ -376,6 +376,8 @@ struct Inner {
     api_key: Option<Secret>,
     model: String,
     options: ClientOptions,
+    /// Where failed attempts are counted; retries happen in here, unseen by the caller.
+    metrics: Option<crate::metrics::ProviderMetrics>,
 }
 
 /// A failed attempt and whether another may help.
@@ -400,6 +402,7 @@ impl OpenAiClient {
                 api_key,
                 model: model.into(),
                 options: ClientOptions::default(),
+                metrics: None,
             }),
         }
     }
@@ -417,6 +420,17 @@ impl OpenAiClient {
         let inner = Arc::unwrap_or_clone(self.inner);
         Self {
             inner: Arc::new(Inner { options, ..inner }),
+        }
+    }
+
+    /// Counts every failed attempt (`voice_agent_provider_errors_total{provider="openai"}`).
+    pub fn with_metrics(self, metrics: crate::metrics::ProviderMetrics) -> Self {
+        let inner = Arc::unwrap_or_clone(self.inner);
+        Self {
+            inner: Arc::new(Inner {
+                metrics: Some(metrics),
+                ..inner
+            }),
         }
     }
 
@@ -476,39 +490,48 @@ impl OpenAiClient {
         let inner = &self.inner;
         let body = inner.body(request, false)?;
         let (response, _) = inner.send_with_retries(&body, started, deadline).await?;
-        let timeout = || LlmError::Timeout {
-            elapsed: started.elapsed(),
-            first_token_received: false,
-        };
-        let bytes = timeout_at(deadline, response.bytes())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|e| LlmError::Connection {
-                message: e.to_string(),
-            })?;
-        let wire: WireCompletion = serde_json::from_slice(&bytes)
-            .map_err(|e| LlmError::protocol(format!("completion body: {e}")))?;
-        let choice = wire
-            .choices
-            .unwrap_or_default()
-            .into_iter()
-            .next()
-            .ok_or_else(|| LlmError::protocol("completion without choices"))?;
-        if choice.finish_reason.as_deref() == Some("length") {
-            return Err(LlmError::protocol("JSON reply cut at max_tokens"));
-        }
-        let content = match (choice.message.content, choice.message.refusal) {
-            (Some(c), _) if !c.is_empty() => c,
-            (_, Some(refusal)) => return Err(LlmError::protocol(format!("refused: {refusal}"))),
-            _ => return Err(LlmError::protocol("completion without content")),
-        };
-        let value = serde_json::from_str(&content)
-            .map_err(|e| LlmError::protocol(format!("content is not JSON: {e}")))?;
-        Ok(JsonCompletion {
-            value,
-            usage: wire.usage,
-        })
+        inner.observed(read_completion(response, started, deadline).await)
     }
+}
+
+/// Reads and parses the body of a `complete_json` answer.
+async fn read_completion(
+    response: reqwest::Response,
+    started: Instant,
+    deadline: Instant,
+) -> Result<JsonCompletion, LlmError> {
+    let timeout = || LlmError::Timeout {
+        elapsed: started.elapsed(),
+        first_token_received: false,
+    };
+    let bytes = timeout_at(deadline, response.bytes())
+        .await
+        .map_err(|_| timeout())?
+        .map_err(|e| LlmError::Connection {
+            message: e.to_string(),
+        })?;
+    let wire: WireCompletion = serde_json::from_slice(&bytes)
+        .map_err(|e| LlmError::protocol(format!("completion body: {e}")))?;
+    let choice = wire
+        .choices
+        .unwrap_or_default()
+        .into_iter()
+        .next()
+        .ok_or_else(|| LlmError::protocol("completion without choices"))?;
+    if choice.finish_reason.as_deref() == Some("length") {
+        return Err(LlmError::protocol("JSON reply cut at max_tokens"));
+    }
+    let content = match (choice.message.content, choice.message.refusal) {
+        (Some(c), _) if !c.is_empty() => c,
+        (_, Some(refusal)) => return Err(LlmError::protocol(format!("refused: {refusal}"))),
+        _ => return Err(LlmError::protocol("completion without content")),
+    };
+    let value = serde_json::from_str(&content)
+        .map_err(|e| LlmError::protocol(format!("content is not JSON: {e}")))?;
+    Ok(JsonCompletion {
+        value,
+        usage: wire.usage,
+    })
 }
 
 /// The parsed content of a `complete_json` reply.
@@ -578,14 +601,17 @@ impl Inner {
             attempt += 1;
             let failure = match timeout_at(deadline, self.send_once(body.clone())).await {
                 Err(_) => {
-                    return Err(LlmError::Timeout {
+                    return self.observed(Err(LlmError::Timeout {
                         elapsed: started.elapsed(),
                         first_token_received: false,
-                    });
+                    }));
                 }
                 Ok(Ok(response)) => return Ok((response, attempt)),
                 Ok(Err(failure)) => failure,
             };
+            if let Some(m) = &self.metrics {
+                m.llm_error(&failure.error);
+            }
             if !failure.retryable || attempt > self.options.max_retries {
                 return Err(failure.error);
             }
@@ -651,7 +677,15 @@ impl Inner {
             stall_timeout: self.options.stall_timeout,
             attempts,
         };
-        read_reply(response.bytes_stream(), timing, tx).await
+        self.observed(read_reply(response.bytes_stream(), timing, tx).await)
+    }
+
+    /// Counts the error of a failed step (the attempts of `send_with_retries` count themselves).
+    fn observed<T>(&self, result: Result<T, LlmError>) -> Result<T, LlmError> {
+        if let (Err(e), Some(m)) = (&result, &self.metrics) {
+            m.llm_error(e);
+        }
+        result
     }
 }
 

@@ -225,6 +225,7 @@ async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Val
         }
     };
     let updated = store.update_call_carrier(call.id, &update, now).await?;
+    state.metrics.calls.ended(call.status, updated.status);
     let lead = if updated.status.is_active() {
         None
     } else {

@@ -12,6 +12,7 @@ mod health_and_auth;
 mod import;
 mod live_call;
 mod live_reports;
+mod metrics;
 mod multi_instance;
 mod outbound_webhooks;
 mod sessions;
