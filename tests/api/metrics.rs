@@ -438,8 +438,12 @@ async fn dialer_ticks_record_claim_latency_carrier_errors_and_final_statuses(bac
         ("status", "2xx"),
     ];
     assert!(m(&s, "voice_agent_http_requests_total", &webhooks) >= 1.0);
-    let lead = crate::dialer::leads(&rig.app, id).await;
-    assert_eq!(lead[0]["status"], "completed");
+    // The lead is settled right after the call's final status is counted.
+    eventually(10, "lead settled", || async {
+        let lead = crate::dialer::leads(&rig.app, id).await;
+        (lead[0]["status"] == "completed").then_some(())
+    })
+    .await;
 }
 
 async fn requests_are_counted_by_route_template_never_raw_path(backend: Backend) {
