@@ -163,6 +163,10 @@ impl Service {
         {
             let _ = self.child.kill().await;
         }
+        if std::env::var_os("BENCH_KEEP_DB").is_some() {
+            println!("  (database kept: {})", self.db_path.display());
+            return;
+        }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = self.db_path.clone().into_os_string();
             p.push(suffix);
@@ -194,9 +198,9 @@ pub async fn run_step(
         None
     };
     let service = Service::spawn(emulators).await?;
-    let endpointing = crate::providers::deepgram::ListenOptions::default()
-        .endpointing_ms
-        .map(|ms| Duration::from_millis(ms as u64));
+    let endpointing = Some(Duration::from_millis(
+        crate::media::ws::ENDPOINTING_MS as u64,
+    ));
     let spec = LoadSpec {
         media_url: service.media_url.clone(),
         slots: step.calls,

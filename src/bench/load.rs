@@ -85,9 +85,10 @@ impl LoadReport {
         self.voice_to_voice.extend(r.voice_to_voice);
         self.after_endpoint.extend(r.after_endpoint);
         self.violations += r.violations;
-        match r.error {
-            Some(e) => self.error(format!("call {} ended with: {e}", r.call_sid)),
-            None => self.calls_completed += 1,
+        match (r.error, r.first_agent_audio) {
+            (Some(e), _) => self.error(format!("call {} ended with: {e}", r.call_sid)),
+            (None, None) => self.error(format!("call {}: the bot never spoke", r.call_sid)),
+            (None, Some(_)) => self.calls_completed += 1,
         }
     }
 

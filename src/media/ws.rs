@@ -36,6 +36,10 @@ use crate::telephony::carrier::{
     CarrierCommand, CarrierEvent, CarrierProtocol, Exotel, StreamStart,
 };
 
+/// Silence (ms) after which Deepgram declares the caller's turn over (`endpointing`): long
+/// enough not to cut a caller pausing mid-sentence on a phone line.
+pub const ENDPOINTING_MS: u32 = 300;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/media", get(upgrade))
 }
@@ -158,7 +162,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
             language.clone()
         },
         sample_rate: start.sample_rate,
-        endpointing_ms: Some(300),
+        endpointing_ms: Some(ENDPOINTING_MS),
         ..ListenOptions::default()
     };
     let mut tts_config = match state.providers.tts.clone() {
@@ -346,6 +350,10 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
         .as_deref()
         .ok_or("inbound stream without a caller number")?;
     let phone = E164::parse(from).map_err(|e| format!("inbound caller: {e}"))?;
+    // One inbound lead (and one "Inbound calls" campaign) at a time in this process: two first
+    // calls arriving together must not each create the campaign, nor two leads for one number.
+    static INBOUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = INBOUND.lock().await;
     let lead = match store
         .find_lead_by_phone(phone.as_str())
         .await

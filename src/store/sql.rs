@@ -64,7 +64,9 @@ macro_rules! bind_campaign_spec {
 
 /// Expands `impl Store for $store` over `$db` with every shared method, plus `$extra` methods.
 ///
-/// `$claim_begin` starts the claim transaction and `$claim_lock` runs first inside it: together
+/// `$claim_begin` starts the claim transaction (and every other write transaction: on SQLite it
+/// is `BEGIN IMMEDIATE`, so a transaction that reads before writing waits for the lock instead of
+/// failing with "database is locked") and `$claim_lock` runs first inside it: together
 /// they make "count active calls, then claim" atomic across every instance on the database.
 /// `$skip_locked` is appended to the candidate query.
 macro_rules! impl_store {
@@ -256,7 +258,7 @@ macro_rules! impl_store {
                 source: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::DncEntry> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($claim_begin).await?;
                 let entry = sqlx::query_as::<$db, $crate::store::DncEntry>(
                     "INSERT INTO do_not_call (phone, reason, source, created_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (phone) DO UPDATE SET reason = COALESCE(excluded.reason, do_not_call.reason) \
@@ -455,7 +457,7 @@ macro_rules! impl_store {
                 retry_at: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($claim_begin).await?;
                 let lead_id: Option<Option<i64>> = sqlx::query_scalar::<$db, Option<i64>>(
                     "UPDATE calls SET status = 'canceled', error = $2, ended_at = $3, updated_at = $3 \
                      WHERE id = $1 AND status = 'queued' RETURNING lead_id",

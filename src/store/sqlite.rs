@@ -47,7 +47,9 @@ impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
     claim_begin: "BEGIN IMMEDIATE", claim_lock: "SELECT 1", skip_locked: "",
     {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
-        let tx = self.pool.begin().await?;
+        // IMMEDIATE: take the write lock now. A deferred transaction that reads first cannot
+        // wait for the lock later (SQLite answers "database is locked" at once).
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         Ok(Box::new(SqliteImporter { tx, campaign_id }))
     }
 });
