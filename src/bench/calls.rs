@@ -30,16 +30,6 @@ pub struct Delays {
     pub tts_first_byte: Duration,
 }
 
-impl Default for Delays {
-    fn default() -> Self {
-        Self {
-            stt_result: Duration::from_millis(50),
-            llm_first_token: Duration::from_millis(300),
-            tts_first_byte: Duration::from_millis(150),
-        }
-    }
-}
-
 impl Delays {
     pub fn total(&self) -> Duration {
         self.stt_result + self.llm_first_token + self.tts_first_byte
@@ -113,7 +103,17 @@ impl Service {
             "voice-agent-bench-{}-{port}.db",
             std::process::id()
         ));
-        let mut cmd = Command::new(std::env::current_exe()?);
+        // `BENCH_SERVICE_WRAPPER="valgrind --tool=callgrind"` profiles the service under load.
+        let wrapper = std::env::var("BENCH_SERVICE_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut c = Command::new(program);
+                c.args(words).arg(std::env::current_exe()?);
+                c
+            }
+            None => Command::new(std::env::current_exe()?),
+        };
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -137,7 +137,7 @@ impl Service {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(r) = http.get(&health).send().await
                 && r.status().is_success()
@@ -145,7 +145,7 @@ impl Service {
                 return Ok(service);
             }
             if Instant::now() > deadline {
-                return Err("the service did not become healthy within 30 s".into());
+                return Err("the service did not become healthy within 120 s".into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -55,6 +55,15 @@ pub struct CallsArgs {
     /// Calls started per second during the ramp.
     #[arg(long, default_value_t = 200.0)]
     pub ramp: f64,
+    /// Emulated STT: result latency after the endpointing silence (ms).
+    #[arg(long, default_value_t = 50)]
+    pub stt_delay_ms: u64,
+    /// Emulated LLM: time to first token (ms); the reply's tokens follow at once.
+    #[arg(long, default_value_t = 300)]
+    pub llm_delay_ms: u64,
+    /// Emulated TTS: time to first byte (ms).
+    #[arg(long, default_value_t = 150)]
+    pub tts_delay_ms: u64,
     /// Skip the idle-call memory phase.
     #[arg(long)]
     pub no_idle: bool,
@@ -77,7 +86,11 @@ async fn live_calls(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> 
     if args.calls == 0 || args.ramp <= 0.0 {
         return Err("--calls and --ramp must be positive".into());
     }
-    let delays = Delays::default();
+    let delays = Delays {
+        stt_result: Duration::from_millis(args.stt_delay_ms),
+        llm_first_token: Duration::from_millis(args.llm_delay_ms),
+        tts_first_byte: Duration::from_millis(args.tts_delay_ms),
+    };
     let emulators = BenchEmulators::start(delays).await?;
     println!(
         "voice-agent bench: service in its own process (SQLite, in-memory sessions); emulated \

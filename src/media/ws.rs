@@ -111,7 +111,11 @@ async fn upgrade(
         );
     }
     let tasks = state.tasks.clone();
-    ws.on_upgrade(move |socket| tasks.track_future(handle(socket, state, query)))
+    // Small buffers: a carrier frame is ~2 KiB of JSON (see `providers::ws_config`).
+    ws.read_buffer_size(crate::providers::WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(crate::providers::WS_MAX_MESSAGE)
+        .on_upgrade(move |socket| tasks.track_future(handle(socket, state, query)))
         .into_response()
 }
 

@@ -240,7 +240,9 @@ impl Dialer {
                 .headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
         }
-        match tokio::time::timeout(self.timeout, tokio_tungstenite::connect_async(request)).await {
+        let connect =
+            tokio_tungstenite::connect_async_with_config(request, Some(super::ws_config()), true);
+        match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => Err(SttError::ConnectTimeout(self.timeout)),
             Ok(Ok((ws, _response))) => Ok(ws),
             Ok(Err(tungstenite::Error::Http(response))) => {

@@ -31,3 +31,22 @@ impl Providers {
         }
     }
 }
+
+/// WebSocket settings for provider sockets. tungstenite's defaults (128 KiB read and write
+/// buffers, 64 MiB messages) cost several hundred KiB per live call across our three sockets;
+/// our messages are a few KiB (100 ms of audio, a transcript, a text chunk), so small buffers
+/// lose nothing and let one core hold thousands of calls.
+pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(WS_MAX_MESSAGE * 4)
+        .max_message_size(Some(WS_MAX_MESSAGE))
+        .max_frame_size(Some(WS_MAX_MESSAGE))
+}
+
+/// Read buffer per WebSocket (also used for the carrier's `/media` socket).
+pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// Largest message accepted on a call's sockets (a TTS audio chunk is well under this).
+pub const WS_MAX_MESSAGE: usize = 4 * 1024 * 1024;
+

@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+/// Capacity (bytes) above which a mostly empty buffer is shrunk (1 s of 8 kHz audio).
+const SHRINK_ABOVE: usize = 16 * 1024;
+
 #[derive(Debug)]
 pub(super) struct ReplayBuffer {
     bytes_per_second: u64,
@@ -78,6 +81,11 @@ impl ReplayBuffer {
         let n = (n as usize).min(self.data.len());
         self.data.drain(..n);
         self.start += n as u64;
+        // A long utterance grows the buffer; give the memory back once it is finalised, so
+        // thousands of quiet calls do not each hold their longest utterance's capacity.
+        if self.data.capacity() > SHRINK_ABOVE && self.data.len() < self.data.capacity() / 4 {
+            self.data.shrink_to(self.data.len() * 2);
+        }
     }
 }
 
