@@ -49,4 +49,3 @@ pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
 pub const WS_READ_BUFFER: usize = 8 * 1024;
 /// Largest message accepted on a call's sockets (a TTS audio chunk is well under this).
 pub const WS_MAX_MESSAGE: usize = 4 * 1024 * 1024;
-
