@@ -45,7 +45,8 @@ pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
         .max_frame_size(Some(WS_MAX_MESSAGE))
 }
 
-/// Read buffer per WebSocket (also used for the carrier's `/media` socket).
-pub const WS_READ_BUFFER: usize = 8 * 1024;
+/// Read buffer per WebSocket (also used for the carrier's `/media` socket). tungstenite zeroes
+/// this much before every read, so it is sized near one carrier frame (~2.2 KiB of JSON).
+pub const WS_READ_BUFFER: usize = 4 * 1024;
 /// Largest message accepted on a call's sockets (a TTS audio chunk is well under this).
 pub const WS_MAX_MESSAGE: usize = 4 * 1024 * 1024;

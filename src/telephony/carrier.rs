@@ -84,12 +84,48 @@ fn get<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| v.get(*k)).filter(|v| !v.is_null())
 }
 
+/// The fast path of [`Exotel::parse`]: a `media` frame, fields borrowed from the text.
+#[derive(serde::Deserialize)]
+struct MediaFrame<'a> {
+    #[serde(borrow)]
+    event: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    media: Option<MediaPart<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct MediaPart<'a> {
+    #[serde(borrow)]
+    payload: std::borrow::Cow<'a, str>,
+    /// Exotel sends numbers as strings; either is accepted.
+    #[serde(default)]
+    timestamp: Option<Value>,
+}
+
 impl CarrierProtocol for Exotel {
     fn name(&self) -> &'static str {
         "exotel"
     }
 
     fn parse(&self, text: &str) -> Option<CarrierEvent> {
+        // Ten `media` frames a second per call: read them without building a JSON tree or
+        // copying the payload (the bench's profile showed the generic path's cost).
+        if let Ok(frame) = serde_json::from_str::<MediaFrame>(text)
+            && frame.event == "media"
+            && let Some(media) = frame.media
+        {
+            let pcm = base64::engine::general_purpose::STANDARD
+                .decode(media.payload.as_bytes())
+                .ok()?;
+            return Some(CarrierEvent::Media {
+                pcm: Bytes::from(pcm),
+                timestamp_ms: media
+                    .timestamp
+                    .as_ref()
+                    .and_then(text_of)
+                    .and_then(|t| t.parse().ok()),
+            });
+        }
         let v: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -174,11 +210,18 @@ impl CarrierProtocol for Exotel {
 
     fn encode(&self, command: &CarrierCommand, stream_sid: &str) -> String {
         match command {
-            CarrierCommand::Media(pcm) => json!({
-                "event": "media",
-                "stream_sid": stream_sid,
-                "media": {"payload": base64::engine::general_purpose::STANDARD.encode(pcm)}
-            }),
+            CarrierCommand::Media(pcm) => {
+                // Written directly: base64 needs no JSON escaping, and this runs ten times a
+                // second per call.
+                let sid = serde_json::to_string(stream_sid).unwrap_or_else(|_| "\"\"".into());
+                let mut out = String::with_capacity(pcm.len() * 4 / 3 + sid.len() + 64);
+                out.push_str(r#"{"event":"media","stream_sid":"#);
+                out.push_str(&sid);
+                out.push_str(r#","media":{"payload":""#);
+                base64::engine::general_purpose::STANDARD.encode_string(pcm, &mut out);
+                out.push_str(r#""}}"#);
+                return out;
+            }
             CarrierCommand::Mark(name) => json!({
                 "event": "mark",
                 "stream_sid": stream_sid,
