@@ -231,6 +231,7 @@ async fn run_sampled(
     hold: Duration,
 ) -> (LoadReport, Vec<(Sample, usize)>) {
     let baseline = procstat::sample(pid);
+    let own_start = procstat::sample(std::process::id());
     let active = Active::default();
     let t0 = Instant::now();
     let load = tokio::spawn(load::run(spec, active.clone()));
@@ -251,7 +252,12 @@ async fn run_sampled(
             samples.push((s, active.get()));
         }
     }
-    let report = load.await.unwrap_or_default();
+    let mut report = load.await.unwrap_or_default();
+    // Our own CPU (callers + emulators) over the same span: when it nears the machine's
+    // capacity, the figures measure the load generator as much as the service.
+    if let (Some(a), Some(b)) = (own_start, procstat::sample(std::process::id())) {
+        report.generator_cpu_percent = Some(procstat::cpu_percent(&a, &b));
+    }
     (report, samples)
 }
 
@@ -335,6 +341,7 @@ fn figures(
             _ => None,
         },
         idle_rss_per_call: idle_per_call,
+        generator_cpu_percent: load.generator_cpu_percent,
         provider_ms,
     }
 }

@@ -74,6 +74,8 @@ pub struct LoadReport {
     pub barge_ins: u64,
     pub clears: u64,
     pub violations: Violations,
+    /// This process's CPU (callers and emulators) during the run, % of the machine.
+    pub generator_cpu_percent: Option<f64>,
 }
 
 impl LoadReport {

@@ -61,6 +61,8 @@ pub struct Figures {
     pub rss: Option<u64>,
     pub rss_per_call: Option<u64>,
     pub idle_rss_per_call: Option<u64>,
+    /// The bench process's own CPU (callers + emulators), % of the machine.
+    pub generator_cpu_percent: Option<f64>,
     /// The emulators' configured delays per turn, ms.
     pub provider_ms: f64,
 }
@@ -117,6 +119,12 @@ impl Figures {
             self.cpu_percent
                 .map_or("n/a".into(), |c| format!("{c:.1}%")),
         );
+        if let Some(c) = self.generator_cpu_percent {
+            row(
+                &format!("load generator + emulators CPU (% of {cores})"),
+                format!("{c:.1}%"),
+            );
+        }
         row(
             "service RSS total / per live call",
             match (self.rss, self.rss_per_call) {
