@@ -156,8 +156,26 @@ impl Service {
         }
     }
 
-    /// SIGTERM, then a bounded wait; SIGKILL if it does not stop.
-    pub async fn stop(mut self) {
+    /// What the service itself measured per agent turn (`transcript_turns.added_ms`: its own
+    /// time between the final transcript and the model request, and between the first TTS audio
+    /// and the first frame out), read from its database after the run.
+    async fn own_added_ms(&self) -> Vec<f64> {
+        let url = format!("sqlite://{}?mode=ro", self.db_path.display());
+        let Ok(pool) = sqlx::SqlitePool::connect(&url).await else {
+            return Vec::new();
+        };
+        let rows: Vec<i64> =
+            sqlx::query_scalar("SELECT added_ms FROM transcript_turns WHERE added_ms IS NOT NULL")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        pool.close().await;
+        rows.into_iter().map(|v| v as f64).collect()
+    }
+
+    /// SIGTERM, then a bounded wait (SIGKILL if it does not stop); returns
+    /// [`Self::own_added_ms`] and deletes the database.
+    pub async fn stop(mut self) -> Vec<f64> {
         // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
         unsafe {
             libc::kill(self.pid as i32, libc::SIGTERM);
@@ -168,15 +186,17 @@ impl Service {
         {
             let _ = self.child.kill().await;
         }
+        let own = self.own_added_ms().await;
         if std::env::var_os("BENCH_KEEP_DB").is_some() {
             println!("  (database kept: {})", self.db_path.display());
-            return;
+            return own;
         }
         for suffix in ["", "-wal", "-shm"] {
             let mut p = self.db_path.clone().into_os_string();
             p.push(suffix);
             let _ = std::fs::remove_file(p);
         }
+        own
     }
 }
 
@@ -218,8 +238,10 @@ pub async fn run_step(
     };
     let ramp = spec.ramp();
     let (load, samples) = run_sampled(service.pid, spec, ramp, step.hold).await;
-    service.stop().await;
-    Ok(figures(step, delays, &load, &samples, idle_per_call))
+    let own = service.stop().await;
+    let mut f = figures(step, delays, &load, &samples, idle_per_call);
+    f.service_added = Pct::of(own);
+    Ok(f)
 }
 
 /// Runs the load while sampling the service twice a second; returns the samples of the steady
@@ -280,7 +302,7 @@ async fn idle_memory(
     };
     let ramp = spec.ramp();
     let (_, samples) = run_sampled(service.pid, spec, ramp, Duration::from_secs(6)).await;
-    service.stop().await;
+    let _ = service.stop().await;
     let base = samples.first().map_or(0, |(s, _)| s.rss);
     // The last steady sample: every greeting has played, every call is waiting.
     let (last, live) = samples
@@ -330,6 +352,7 @@ fn figures(
         late_share: load.late_share(),
         added: Pct::of(added),
         voice_to_voice: Pct::of(v2v),
+        service_added: Pct::default(),
         barge_ins: load.barge_ins,
         violations: load.violations.total(),
         cpu_percent: cpu,

@@ -52,9 +52,10 @@ pub struct CallsArgs {
     /// Seconds every call slot stays busy after the ramp.
     #[arg(long, default_value_t = 30)]
     pub hold: u64,
-    /// Calls started per second during the ramp.
-    #[arg(long, default_value_t = 200.0)]
-    pub ramp: f64,
+    /// Calls started per second during the ramp (default: spread over 20 s, about one call's
+    /// length, so turns do not all fall in lockstep as they never do on a real line).
+    #[arg(long)]
+    pub ramp: Option<f64>,
     /// Emulated STT: result latency after the endpointing silence (ms).
     #[arg(long, default_value_t = 50)]
     pub stt_delay_ms: u64,
@@ -83,7 +84,7 @@ pub async fn run(args: BenchArgs) -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn live_calls(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if args.calls == 0 || args.ramp <= 0.0 {
+    if args.calls == 0 || args.ramp.is_some_and(|r| r <= 0.0) {
         return Err("--calls and --ramp must be positive".into());
     }
     let delays = Delays {
@@ -102,7 +103,7 @@ async fn live_calls(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> 
     let step = |calls: usize, idle: bool| StepSpec {
         calls,
         hold: Duration::from_secs(args.hold),
-        ramp_per_sec: args.ramp.max(calls as f64 / 30.0),
+        ramp_per_sec: args.ramp.unwrap_or((calls as f64 / 20.0).max(10.0)),
         idle,
     };
     if !args.max {
@@ -159,7 +160,7 @@ async fn external(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> {
     let spec = load::LoadSpec {
         media_url: url.clone(),
         slots: args.calls,
-        ramp_per_sec: args.ramp,
+        ramp_per_sec: args.ramp.unwrap_or((args.calls as f64 / 20.0).max(10.0)),
         hold: Duration::from_secs(args.hold),
         mix: load::default_mix(),
         endpointing: None,

@@ -53,6 +53,8 @@ pub struct Figures {
     /// Per turn, ms: what our code added (voice-to-voice minus the providers' delays).
     pub added: Pct,
     pub voice_to_voice: Pct,
+    /// Per turn, ms, as the service measures its own share (whole ms).
+    pub service_added: Pct,
     pub barge_ins: u64,
     pub violations: u64,
     /// Service CPU over the steady window, % of the whole machine.
@@ -106,6 +108,12 @@ impl Figures {
             ),
         );
         row("added latency per turn p50 / p95 / p99", self.added.show());
+        if self.service_added.n > 0 {
+            row(
+                "  of which inside the service (its own count)",
+                self.service_added.show(),
+            );
+        }
         row(
             "voice-to-voice p50 / p95 / p99",
             format!(
