@@ -11,6 +11,7 @@
 //! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
 //! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
 //! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its page (`/docs`);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`]: the service around them.
 
 pub mod agent;
@@ -26,6 +27,7 @@ pub mod emulators;
 pub mod error;
 pub mod media;
 pub mod notify;
+pub mod openapi;
 pub mod phone;
 pub mod providers;
 pub mod reports;
