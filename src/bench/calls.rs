@@ -80,7 +80,10 @@ impl BenchEmulators {
     /// The service's environment pointing at these emulators.
     fn env(&self) -> Vec<(String, String)> {
         [
-            ("DEEPGRAM_URL", format!("{}/v1/listen", self.deepgram.ws_url())),
+            (
+                "DEEPGRAM_URL",
+                format!("{}/v1/listen", self.deepgram.ws_url()),
+            ),
             ("DEEPGRAM_API_KEY", "emulated-deepgram-key".into()),
             ("OPENAI_BASE_URL", format!("{}/v1", self.openai.http_url())),
             ("OPENAI_API_KEY", openai::Config::default().api_key),
@@ -108,7 +111,9 @@ impl Service {
     /// Starts `voice-agent serve` (this executable) on a fresh SQLite file and waits for
     /// `/health`.
     pub async fn spawn(emulators: &BenchEmulators) -> Result<Self, Box<dyn std::error::Error>> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let db_path = std::env::temp_dir().join(format!(
             "voice-agent-bench-{}-{port}.db",
             std::process::id()

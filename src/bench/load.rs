@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use crate::emulators::callee::{self, CalleeConfig, CallReport, Persona, StartInfo, Violations};
+use crate::emulators::callee::{self, CallReport, CalleeConfig, Persona, StartInfo, Violations};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -128,7 +128,8 @@ pub async fn run(spec: LoadSpec, active: Active) -> LoadReport {
     let mut slots = tokio::task::JoinSet::new();
     for slot in 0..spec.slots {
         let start = t0 + Duration::from_secs_f64(slot as f64 / spec.ramp_per_sec.max(0.001));
-        let (spec, report, active, peak) = (spec.clone(), report.clone(), active.clone(), peak.clone());
+        let (spec, report, active, peak) =
+            (spec.clone(), report.clone(), active.clone(), peak.clone());
         slots.spawn(async move {
             tokio::time::sleep_until(start).await;
             let mut k = 0u64;

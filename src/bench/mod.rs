@@ -118,7 +118,10 @@ async fn live_calls(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> 
     }
     match knee {
         Some(f) => {
-            println!("\nknee: {} concurrent calls stay healthy; that step in full:", f.calls);
+            println!(
+                "\nknee: {} concurrent calls stay healthy; that step in full:",
+                f.calls
+            );
             f.print();
         }
         None => println!("\nknee: below {} calls", args.calls),
@@ -150,7 +153,11 @@ async fn external(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> {
         first_number: 919_100_000_000,
         max_call: Duration::from_secs(120),
     };
-    println!("voice-agent bench: {} callers against {}", args.calls, mask_secret(&url));
+    println!(
+        "voice-agent bench: {} callers against {}",
+        args.calls,
+        mask_secret(&url)
+    );
     let r = load::run(spec, load::Active::default()).await;
     let figures = report::Figures {
         calls: args.calls,

@@ -81,7 +81,10 @@ impl Figures {
     pub fn print(&self) {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let row = |k: &str, v: String| println!("  {k:<42} {v}");
-        row("calls held concurrently (peak)", self.peak_active.to_string());
+        row(
+            "calls held concurrently (peak)",
+            self.peak_active.to_string(),
+        );
         row(
             "calls completed / errors",
             format!("{} / {}", self.completed, self.errors),
@@ -100,10 +103,7 @@ impl Figures {
                 self.late_share * 100.0
             ),
         );
-        row(
-            "added latency per turn p50 / p95 / p99",
-            self.added.show(),
-        );
+        row("added latency per turn p50 / p95 / p99", self.added.show());
         row(
             "voice-to-voice p50 / p95 / p99",
             format!(
@@ -128,7 +128,10 @@ impl Figures {
         if let Some(idle) = self.idle_rss_per_call {
             row("service RSS per idle live call", bytes(idle));
         }
-        row("protocol violations seen by callers", self.violations.to_string());
+        row(
+            "protocol violations seen by callers",
+            self.violations.to_string(),
+        );
     }
 
     /// One line of the `--max` summary.
@@ -169,7 +172,10 @@ mod tests {
     #[test]
     fn nearest_rank_percentiles() {
         let p = Pct::of((1..=100).map(f64::from).collect());
-        assert_eq!((p.p50, p.p95, p.p99, p.max, p.n), (50.0, 95.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (p.p50, p.p95, p.p99, p.max, p.n),
+            (50.0, 95.0, 99.0, 100.0, 100)
+        );
         let one = Pct::of(vec![7.0]);
         assert_eq!((one.p50, one.p99), (7.0, 7.0));
         assert_eq!(Pct::of(vec![]).n, 0);
@@ -193,10 +199,7 @@ mod tests {
             ..ok.clone()
         };
         assert!(!slow.healthy());
-        let failing = Figures {
-            errors: 5,
-            ..ok
-        };
+        let failing = Figures { errors: 5, ..ok };
         assert!(!failing.healthy());
     }
 }

@@ -23,16 +23,7 @@ use crate::store::{Campaign, CampaignStatus, LeadPage, LeadQuery, LeadStatus};
 /// The OpenAPI description of [`routes`]: every route there is listed here.
 #[derive(OpenApi)]
 #[openapi(paths(
-    create,
-    list,
-    show,
-    update,
-    remove,
-    upload_csv,
-    leads,
-    start,
-    pause,
-    resume
+    create, list, show, update, remove, upload_csv, leads, start, pause, resume
 ))]
 pub struct ApiDoc;
 

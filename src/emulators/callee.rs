@@ -1544,7 +1544,8 @@ impl Call {
             if let Some(end) = self.awaiting_reply.take() {
                 self.voice_to_voice.push(now.saturating_duration_since(end));
                 if let Some(sent) = self.endpoint_sent.take() {
-                    self.after_endpoint.push(now.saturating_duration_since(sent));
+                    self.after_endpoint
+                        .push(now.saturating_duration_since(sent));
                 }
                 self.endpoint_due = None;
             }

@@ -121,7 +121,10 @@ pub fn document() -> Document {
         operation
             .security
             .get_or_insert_with(Vec::new)
-            .push(SecurityRequirement::new(API_KEY_SCHEME, Vec::<String>::new()));
+            .push(SecurityRequirement::new(
+                API_KEY_SCHEME,
+                Vec::<String>::new(),
+            ));
         add_error(
             operation,
             "401",
@@ -282,19 +285,17 @@ mod tests {
     #[test]
     fn every_operation_has_an_id_a_tag_and_a_500() {
         let mut doc = document();
-        let tags: Vec<String> = doc
-            .tags
-            .iter()
-            .flatten()
-            .map(|t| t.name.clone())
-            .collect();
+        let tags: Vec<String> = doc.tags.iter().flatten().map(|t| t.name.clone()).collect();
         let mut ids = std::collections::BTreeSet::new();
         for op in operations(&mut doc) {
             let id = op.operation_id.clone().expect("operation id");
             assert!(ids.insert(id.clone()), "duplicate operation id {id}");
             let op_tags = op.tags.clone().unwrap_or_default();
             assert_eq!(op_tags.len(), 1, "{id}: one tag");
-            assert!(tags.contains(&op_tags[0]), "{id}: undeclared tag {op_tags:?}");
+            assert!(
+                tags.contains(&op_tags[0]),
+                "{id}: undeclared tag {op_tags:?}"
+            );
             assert!(op.responses.responses.contains_key("500"), "{id}");
         }
         assert!(ids.len() > 30, "only {} operations", ids.len());

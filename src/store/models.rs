@@ -10,8 +10,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Declares a string-backed enum stored as TEXT, with `as_str`, `FromStr` and serde in snake_case.
+///
+/// The texts are `tt`, not `literal`: a `literal` fragment reaches derive macros wrapped in an
+/// invisible group, and `utoipa` then misses `#[serde(rename = …)]` (the OpenAPI enum would list
+/// the Rust variant names).
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }

@@ -8,7 +8,6 @@
 //! endpoints as any other client (`/dashboard`, `/campaigns/…`, `/calls/…`).
 
 /// Temporary: deleted when the analytics branch's `/dashboard` and transcript are merged.
-
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

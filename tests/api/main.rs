@@ -14,6 +14,7 @@ mod live_call;
 mod live_reports;
 mod multi_instance;
 mod openapi;
+mod openapi_bodies;
 mod outbound_webhooks;
 mod route_scan;
 mod sessions;

@@ -55,7 +55,12 @@ impl Op<'_> {
     }
 
     fn statuses(&self) -> BTreeSet<String> {
-        self.op["responses"].as_object().unwrap().keys().cloned().collect()
+        self.op["responses"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
     }
 
     fn name(&self) -> String {
@@ -105,13 +110,19 @@ async fn document_is_valid_openapi_3_1() {
 
     // A maintained parser accepts it as OpenAPI 3.1 and resolves every part of every operation.
     let spec = oas3::from_json(&text).expect("parses as an OpenAPI 3.1 document");
-    let version = spec.validate_version().expect("a supported OpenAPI version");
+    let version = spec
+        .validate_version()
+        .expect("a supported OpenAPI version");
     assert_eq!((version.major, version.minor), (3, 1));
     let parsed: Vec<_> = spec.operations().collect();
     assert_eq!(parsed.len(), operations(&doc).len());
     for (path, method, op) in parsed {
         let params = op.parameters(&spec).unwrap();
-        assert_eq!(params.len(), op.parameters.len(), "{method} {path}: a parameter");
+        assert_eq!(
+            params.len(),
+            op.parameters.len(),
+            "{method} {path}: a parameter"
+        );
         op.request_body(&spec)
             .unwrap_or_else(|e| panic!("{method} {path}: request body: {e}"));
         let responses = op.responses(&spec);
@@ -128,9 +139,7 @@ async fn document_is_valid_openapi_3_1() {
     refs(&doc, String::new(), &mut found);
     assert!(found.len() > 50, "only {} references", found.len());
     for (at, r) in &found {
-        let target = r
-            .strip_prefix('#')
-            .and_then(|pointer| doc.pointer(pointer));
+        let target = r.strip_prefix('#').and_then(|pointer| doc.pointer(pointer));
         assert!(target.is_some(), "{at}: `{r}` resolves to nothing");
     }
 
@@ -153,7 +162,10 @@ async fn document_is_valid_openapi_3_1() {
     for op in operations(&doc) {
         let name = op.name();
         let id = op.op["operationId"].as_str().expect("operationId");
-        assert!(ids.insert(id.to_string()), "{name}: operationId {id} reused");
+        assert!(
+            ids.insert(id.to_string()),
+            "{name}: operationId {id} reused"
+        );
         assert!(op.op["summary"].is_string(), "{name}: no summary");
         let tag = op.op["tags"][0].as_str().expect("a tag");
         assert!(tags.contains(tag), "{name}: tag {tag} is not declared");
@@ -176,7 +188,10 @@ async fn document_is_valid_openapi_3_1() {
         assert_eq!(in_template, declared, "{name}: path parameters");
 
         for scheme in op.schemes() {
-            assert!(schemes.contains_key(&scheme), "{name}: unknown scheme {scheme}");
+            assert!(
+                schemes.contains_key(&scheme),
+                "{name}: unknown scheme {scheme}"
+            );
         }
         if op.schemes().contains("api_key") {
             assert!(op.statuses().contains("401"), "{name}: no 401");
@@ -249,7 +264,10 @@ async fn every_documented_operation_is_routed_with_its_methods_and_security() {
     // What the router answers for a route it does not have (`api::not_found`) and for a method
     // a route does not have (`api::method_not_allowed`).
     let (status, no_route) = send(&app, Method::GET, "/no/such/route", &none).await;
-    assert_eq!((status, &no_route["error"]["code"]), (StatusCode::NOT_FOUND, &"not_found".into()));
+    assert_eq!(
+        (status, &no_route["error"]["code"]),
+        (StatusCode::NOT_FOUND, &"not_found".into())
+    );
     let (status, no_method) = send(&app, Method::DELETE, "/health", &none).await;
     assert_eq!(
         (status, &no_method["error"]["code"]),
@@ -286,7 +304,10 @@ async fn every_documented_operation_is_routed_with_its_methods_and_security() {
         // Without credentials: refused exactly when it documents a security scheme.
         let (status, body) = send(&app, op.method.clone(), &op.path, &none).await;
         if schemes.is_empty() {
-            assert_ne!(status, 401, "{name} is documented as public but refused: {body}");
+            assert_ne!(
+                status, 401,
+                "{name} is documented as public but refused: {body}"
+            );
         } else {
             assert_eq!(status, 401, "{name} claims {schemes:?} but let us in");
             assert_eq!(body["error"]["code"], "unauthorized");
@@ -301,7 +322,13 @@ async fn every_documented_operation_is_routed_with_its_methods_and_security() {
             .filter(|o| o.path == path)
             .map(|o| o.method.clone())
             .collect();
-        let all = [Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+        let all = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ];
         let schemes: BTreeSet<String> = ops
             .iter()
             .filter(|o| o.path == path)
@@ -353,7 +380,10 @@ fn csp_hash(text: &str) -> String {
 
 fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
     let start = text.find(open).unwrap_or_else(|| panic!("no {open}")) + open.len();
-    let end = start + text[start..].find(close).unwrap_or_else(|| panic!("no {close}"));
+    let end = start
+        + text[start..]
+            .find(close)
+            .unwrap_or_else(|| panic!("no {close}"));
     &text[start..end]
 }
 
@@ -438,10 +468,7 @@ async fn docs_page_renders_every_operation_and_schema_in_a_browser() {
     assert!(upload.contains("ImportReport"));
 
     // The filter keeps the matching operations only.
-    let filter = c
-        .find(fantoccini::Locator::Css("#filter"))
-        .await
-        .unwrap();
+    let filter = c.find(fantoccini::Locator::Css("#filter")).await.unwrap();
     filter.send_keys("/dnc").await.unwrap();
     let dnc = ops.iter().filter(|o| o.path.contains("/dnc")).count();
     browser

@@ -74,7 +74,9 @@ pub fn routes_in(text: &str) -> Result<Vec<(String, String)>, String> {
                 if METHODS.contains(&name.as_str()) {
                     Some(Ok(name.to_uppercase()))
                 } else if UNREADABLE_METHODS.contains(&name.as_str()) {
-                    Some(Err(format!("`{name}(…)` on route {path}: list the methods")))
+                    Some(Err(format!(
+                        "`{name}(…)` on route {path}: list the methods"
+                    )))
                 } else {
                     None // `.layer(…)` and the like
                 }
@@ -149,7 +151,13 @@ fn without_comments(text: &str) -> String {
                 let closing: String = std::iter::once('"')
                     .chain(std::iter::repeat_n('#', hashes))
                     .collect();
-                while i < c.len() && !c[i..].iter().take(closing.len()).copied().eq(closing.chars()) {
+                while i < c.len()
+                    && !c[i..]
+                        .iter()
+                        .take(closing.len())
+                        .copied()
+                        .eq(closing.chars())
+                {
                     i += 1;
                 }
                 i += closing.len();
@@ -159,7 +167,10 @@ fn without_comments(text: &str) -> String {
                 // `'x'` or `'\n'` is a char literal; `'a` alone is a lifetime.
                 let end = if next == Some('\\') {
                     // Skip the escaped character itself: `'\''`.
-                    c[i + 3..].iter().position(|&q| q == '\'').map(|p| i + 4 + p)
+                    c[i + 3..]
+                        .iter()
+                        .position(|&q| q == '\'')
+                        .map(|p| i + 4 + p)
                 } else if c.get(i + 2) == Some(&'\'') {
                     Some(i + 3)
                 } else {
