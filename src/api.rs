@@ -8,48 +8,110 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::FutureExt;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::error_response;
 use crate::startup::AppState;
+
+/// The OpenAPI description of [`public_routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(health))]
+pub struct ApiDoc;
 
 /// Routes that need no API key.
 pub fn public_routes() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 
-/// 200 with each dependency's state, 503 when one is down.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `degraded` when a dependency is down.
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    /// The service's version.
+    pub version: &'static str,
+    pub database: Dependency,
+    /// Where live-call sessions are kept (`memory` or `redis`).
+    pub sessions: Dependency,
+    /// The sessions' state again when they are in Redis, else `not_configured`.
+    pub redis: Dependency,
+}
+
+/// One dependency's state.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Dependency {
+    /// `ok`, `down` or `not_configured`.
+    pub status: &'static str,
+    /// The database's backend: `sqlite` or `postgres`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<&'static str>,
+    /// The session store: `memory` or `redis`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// Why it is down.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Dependency {
+    /// The outcome of a ping that was given `timeout`.
+    fn from_ping<E: std::fmt::Display>(
+        result: Result<Result<(), E>, tokio::time::error::Elapsed>,
+    ) -> Self {
+        let (status, error) = match result {
+            Ok(Ok(())) => ("ok", None),
+            Ok(Err(e)) => ("down", Some(e.to_string())),
+            Err(_) => ("down", Some("timed out".to_string())),
+        };
+        Self {
+            status,
+            backend: None,
+            kind: None,
+            error,
+        }
+    }
+}
+
+/// Health
+///
+/// The state of the database and the session store (Redis when configured). Load balancers and
+/// container health checks use it; it needs no API key.
+#[utoipa::path(
+    get, path = "/health", tag = "operations", operation_id = "health",
+    responses(
+        (status = 200, description = "Everything is up", body = Health),
+        (status = 503, description = "A dependency is down: the same body, with `status: degraded` and the failing dependency's `error`", body = Health),
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     let timeout = std::time::Duration::from_secs(3);
-    let db = match tokio::time::timeout(timeout, state.store.ping()).await {
-        Ok(Ok(())) => json!({"status": "ok", "backend": state.store.backend().as_str()}),
-        Ok(Err(e)) => {
-            json!({"status": "down", "backend": state.store.backend().as_str(), "error": e.to_string()})
-        }
-        Err(_) => {
-            json!({"status": "down", "backend": state.store.backend().as_str(), "error": "timed out"})
-        }
+    let database = Dependency {
+        backend: Some(state.store.backend().as_str()),
+        ..Dependency::from_ping(tokio::time::timeout(timeout, state.store.ping()).await)
     };
-    let sessions = match tokio::time::timeout(timeout, state.sessions.ping()).await {
-        Ok(Ok(())) => json!({"status": "ok", "kind": state.sessions.kind()}),
-        Ok(Err(e)) => {
-            json!({"status": "down", "kind": state.sessions.kind(), "error": e.to_string()})
-        }
-        Err(_) => json!({"status": "down", "kind": state.sessions.kind(), "error": "timed out"}),
+    let sessions = Dependency {
+        kind: Some(state.sessions.kind()),
+        ..Dependency::from_ping(tokio::time::timeout(timeout, state.sessions.ping()).await)
     };
-    let up = db["status"] == "ok" && sessions["status"] == "ok";
+    let up = database.status == "ok" && sessions.status == "ok";
     let redis = if state.sessions.kind() == "redis" {
         sessions.clone()
     } else {
-        json!({"status": "not_configured"})
+        Dependency {
+            status: "not_configured",
+            backend: None,
+            kind: None,
+            error: None,
+        }
     };
-    let body = json!({
-        "status": if up { "ok" } else { "degraded" },
-        "version": env!("CARGO_PKG_VERSION"),
-        "database": db,
-        "sessions": sessions,
-        "redis": redis,
-    });
+    let body = Health {
+        status: if up { "ok" } else { "degraded" },
+        version: env!("CARGO_PKG_VERSION"),
+        database,
+        sessions,
+        redis,
+    };
     let status = if up {
         StatusCode::OK
     } else {

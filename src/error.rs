@@ -8,7 +8,6 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::store::StoreError;
 
@@ -74,13 +73,40 @@ impl ApiError {
     }
 }
 
+/// The body of every error response. It is also the `ErrorBody` schema of the OpenAPI
+/// document, so what the document promises is what this type serialises.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "campaign 7 not found"}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `not_found`, `validation_failed`, `invalid_state`, …
+    pub code: String,
+    /// For people; may change between versions.
+    pub message: String,
+    /// Structured details when there are some (e.g. the invalid rows of a CSV import).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: &str) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: message.to_string(),
+                details: None,
+            },
+        }
+    }
+}
+
 /// Builds the error body; shared with the fallback and auth layers.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
+    (status, Json(ErrorBody::new(code, message))).into_response()
 }
 
 impl IntoResponse for ApiError {
@@ -93,12 +119,11 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = error_response(status, code, &message);
+        let mut body = ErrorBody::new(code, &message);
         if let ApiError::ValidationDetails(_, _, details) = self {
-            let body = json!({"error": {"code": code, "message": message, "details": details}});
-            response = (status, Json(body)).into_response();
+            body.error.details = Some(details);
         }
-        response
+        (status, Json(body)).into_response()
     }
 }
 

@@ -11,6 +11,7 @@
 //! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
 //! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
 //! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
+//! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its page (`/docs`);
 //! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`], [`metrics`]: the service
 //!   around them.
 
@@ -28,6 +29,7 @@ pub mod error;
 pub mod media;
 pub mod metrics;
 pub mod notify;
+pub mod openapi;
 pub mod phone;
 pub mod providers;
 pub mod reports;

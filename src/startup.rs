@@ -84,6 +84,8 @@ impl AppState {
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
+    // Behind the API key. `openapi::document` gives the same route modules the bearer scheme:
+    // keep the two lists alike (tests/api/openapi.rs checks every route's security).
     let api = Router::new()
         .merge(crate::campaigns::api::routes())
         .merge(crate::dialer::api::routes())
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(crate::api::public_routes())
+        .merge(crate::openapi::routes())
         .merge(crate::ui::routes())
         .merge(crate::telephony::webhook::routes())
         .merge(crate::media::ws::routes())

@@ -1,5 +1,6 @@
 //! REST handlers for campaigns, their leads and lead import. Paths follow the original system.
 
+use std::collections::BTreeMap;
 use std::io;
 
 use axum::Router;
@@ -8,15 +9,23 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post};
 use chrono::Utc;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::import::{self, ChannelReader, ImportError, ImportReport};
 use super::{Action, CampaignInput, default_spec};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult, ErrorBody};
 use crate::startup::AppState;
 use crate::store::{Campaign, CampaignStatus, LeadPage, LeadQuery, LeadStatus};
+
+/// The OpenAPI description of [`routes`]: every route there is listed here.
+#[derive(OpenApi)]
+#[openapi(paths(
+    create, list, show, update, remove, upload_csv, leads, start, pause, resume
+))]
+pub struct ApiDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,6 +42,20 @@ pub fn routes() -> Router<AppState> {
         .route("/campaigns/{id}/resume", post(resume))
 }
 
+/// Create a campaign
+///
+/// Only `name` is required; every other field starts from the service's defaults. The new
+/// campaign is a `draft`: upload leads, then start it.
+#[utoipa::path(
+    post, path = "/campaigns", tag = "campaigns", operation_id = "create_campaign",
+    request_body = CampaignInput,
+    responses(
+        (status = 201, description = "Created", body = Campaign),
+        (status = 400, description = "`malformed_json`: the body is not JSON", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: `name` missing, an unknown field or an invalid value", body = ErrorBody),
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     ApiJson(input): ApiJson<CampaignInput>,
@@ -46,31 +69,78 @@ async fn create(
     Ok((StatusCode::CREATED, ApiJson(campaign)))
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<ApiJson<serde_json::Value>> {
-    let campaigns = state.store.list_campaigns().await?;
-    Ok(ApiJson(json!({ "campaigns": campaigns })))
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignList {
+    pub campaigns: Vec<Campaign>,
 }
 
-/// A campaign with its lead counts per status.
+/// List campaigns
+#[utoipa::path(
+    get, path = "/campaigns", tag = "campaigns", operation_id = "list_campaigns",
+    responses((status = 200, description = "Every campaign", body = CampaignList))
+)]
+async fn list(State(state): State<AppState>) -> ApiResult<ApiJson<CampaignList>> {
+    let campaigns = state.store.list_campaigns().await?;
+    Ok(ApiJson(CampaignList { campaigns }))
+}
+
+/// A campaign with how many of its leads are in each status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignDetail {
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    /// Every lead status, zeros included.
+    #[schema(value_type = BTreeMap<String, i64>, example = json!({"pending": 12, "in_progress": 1, "retry": 3, "callback": 0, "completed": 20, "failed": 2, "do_not_call": 1}))]
+    pub lead_counts: BTreeMap<&'static str, i64>,
+}
+
+/// Get a campaign
+///
+/// The campaign with its lead counts per status.
+#[utoipa::path(
+    get, path = "/campaigns/{id}", tag = "campaigns", operation_id = "get_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignDetail),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
-) -> ApiResult<ApiJson<serde_json::Value>> {
+) -> ApiResult<ApiJson<CampaignDetail>> {
     let campaign = state.store.get_campaign(id).await?;
     let counts = state.store.lead_counts(id).await?;
-    let mut value =
-        serde_json::to_value(&campaign).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let leads: serde_json::Map<String, serde_json::Value> = LeadStatus::ALL
+    let lead_counts = LeadStatus::ALL
         .iter()
         .map(|s| {
             let n = counts.iter().find(|(c, _)| c == s).map_or(0, |(_, n)| *n);
-            (s.as_str().to_string(), json!(n))
+            (s.as_str(), n)
         })
         .collect();
-    value["lead_counts"] = serde_json::Value::Object(leads);
-    Ok(ApiJson(value))
+    Ok(ApiJson(CampaignDetail {
+        campaign,
+        lead_counts,
+    }))
 }
 
+/// Change a campaign
+///
+/// Any field but `status` (which has its own actions); fields left out keep their value. The
+/// result is validated as a whole.
+#[utoipa::path(
+    patch, path = "/campaigns/{id}", tag = "campaigns", operation_id = "update_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    request_body = CampaignInput,
+    responses(
+        (status = 200, description = "The changed campaign", body = Campaign),
+        (status = 400, description = "`malformed_json`: the body is not JSON", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the campaign is completed", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: an unknown field, `status`, or an invalid value", body = ErrorBody),
+    )
+)]
 async fn update(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -89,6 +159,18 @@ async fn update(
     ))
 }
 
+/// Delete a campaign
+///
+/// With its leads and calls. A running campaign must be paused first.
+#[utoipa::path(
+    delete, path = "/campaigns/{id}", tag = "campaigns", operation_id = "delete_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the campaign is running", body = ErrorBody),
+    )
+)]
 async fn remove(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> ApiResult<StatusCode> {
     state
         .store
@@ -99,14 +181,51 @@ async fn remove(State(state): State<AppState>, ApiPath(id): ApiPath<i64>) -> Api
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Start a campaign
+///
+/// `draft` → `running`: the dialer starts calling its waiting leads within their calling
+/// window. Starting a running campaign changes nothing.
+#[utoipa::path(
+    post, path = "/campaigns/{id}/start", tag = "campaigns", operation_id = "start_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign, now `running`", body = Campaign),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`no_leads`: nothing left to call; `invalid_state`: not a draft", body = ErrorBody),
+    )
+)]
 async fn start(state: State<AppState>, id: ApiPath<i64>) -> ApiResult<ApiJson<Campaign>> {
     change_status(state, id, Action::Start).await
 }
 
+/// Pause a campaign
+///
+/// `running` → `paused`: no new calls are placed; calls in progress finish.
+#[utoipa::path(
+    post, path = "/campaigns/{id}/pause", tag = "campaigns", operation_id = "pause_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign, now `paused`", body = Campaign),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the campaign is not running", body = ErrorBody),
+    )
+)]
 async fn pause(state: State<AppState>, id: ApiPath<i64>) -> ApiResult<ApiJson<Campaign>> {
     change_status(state, id, Action::Pause).await
 }
 
+/// Resume a campaign
+///
+/// `paused` → `running`.
+#[utoipa::path(
+    post, path = "/campaigns/{id}/resume", tag = "campaigns", operation_id = "resume_campaign",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign, now `running`", body = Campaign),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the campaign is not paused", body = ErrorBody),
+    )
+)]
 async fn resume(state: State<AppState>, id: ApiPath<i64>) -> ApiResult<ApiJson<Campaign>> {
     change_status(state, id, Action::Resume).await
 }
@@ -156,14 +275,33 @@ fn state_conflict(e: crate::store::StoreError) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LeadsParams {
+    /// Only leads in this status.
+    #[param(value_type = Option<LeadStatus>)]
     status: Option<String>,
+    /// Page size, 1–1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// Leads to skip (default 0).
+    #[param(minimum = 0)]
     offset: Option<i64>,
 }
 
+/// List a campaign's leads
+///
+/// Paginated, oldest first, with the total that matched.
+#[utoipa::path(
+    get, path = "/campaigns/{id}/leads", tag = "campaigns", operation_id = "list_leads",
+    params(("id" = i64, Path, description = "Campaign id"), LeadsParams),
+    responses(
+        (status = 200, description = "A page of leads", body = LeadPage),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: an unknown status, `limit` or `offset` out of range, or an unknown parameter", body = ErrorBody),
+    )
+)]
 async fn leads(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
@@ -190,7 +328,35 @@ async fn leads(
     Ok(ApiJson(state.store.list_leads(id, &query).await?))
 }
 
-/// `POST /campaigns/{id}/upload-csv` with the CSV in multipart field `file`.
+/// The multipart form of an upload.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only describes the form; the handler streams it.
+struct CsvUpload {
+    /// The CSV: a header row, then one lead per row. The phone column may be called `phone`,
+    /// `mobile`, `number`, `phone_number`, …; `name` and `timezone` are recognised; any other
+    /// column becomes a lead attribute. Comma, semicolon or tab separated.
+    #[schema(value_type = String, content_media_type = "text/csv")]
+    file: Vec<u8>,
+}
+
+/// Import leads from a CSV
+///
+/// The CSV in multipart field `file`, streamed into one transaction: all rows are imported or
+/// none. Numbers are normalised to E.164 (India by default); duplicates and numbers on the
+/// do-not-call list are skipped, invalid rows reported (the first 100) and counted.
+#[utoipa::path(
+    post, path = "/campaigns/{id}/upload-csv", tag = "campaigns", operation_id = "upload_leads_csv",
+    params(("id" = i64, Path, description = "Campaign id")),
+    request_body(content = inline(CsvUpload), content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "What the import did", body = ImportReport),
+        (status = 400, description = "`bad_multipart`: not a multipart/form-data upload; `bad_upload`: the upload broke off", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
+        (status = 409, description = "`invalid_state`: the campaign is completed", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: the file is larger than `CSV_MAX_BYTES`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: no field `file`; `invalid_csv`: empty, no lead rows, not text, or no phone column; `no_valid_rows`: every row is invalid (`details.invalid` lists them)", body = ErrorBody),
+    )
+)]
 async fn upload_csv(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,

@@ -21,7 +21,7 @@ pub const BATCH_SIZE: usize = 1000;
 /// Row errors reported in detail; the rest are only counted.
 pub const MAX_REPORTED_INVALID: usize = 100;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InvalidRow {
     /// Spreadsheet row number: the header is row 1, the first lead row 2.
     pub row: u64,
@@ -29,7 +29,7 @@ pub struct InvalidRow {
 }
 
 /// The answer to an upload.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Lead rows read (blank rows are not counted).
     pub total: u64,
@@ -37,7 +37,7 @@ pub struct ImportReport {
     /// Numbers already in the campaign or earlier in the file.
     pub duplicates: u64,
     pub do_not_call: u64,
-    /// The first [`MAX_REPORTED_INVALID`] invalid rows.
+    /// The first 100 invalid rows ([`MAX_REPORTED_INVALID`]); `invalid_count` counts them all.
     pub invalid: Vec<InvalidRow>,
     pub invalid_count: u64,
 }

@@ -27,44 +27,63 @@ pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
 
 /// Body of `POST /campaigns` and `PATCH /campaigns/{id}`: every field optional (POST requires
 /// `name`); an unknown field is an error, so a typo is never silently ignored.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
+    /// Required on create; 1–200 characters.
     pub name: Option<String>,
+    /// The agent's system prompt.
     pub instructions: Option<String>,
+    /// First sentence, a template over lead fields: `Namaste {name}, …`.
     pub greeting: Option<String>,
+    /// A language tag: `en-IN`, `hi-IN`, or `multi` (code-switching).
     pub language: Option<String>,
+    /// ElevenLabs voice; empty for the service's default.
     pub voice_id: Option<String>,
+    /// Fields left out keep their value.
     pub calling_window: Option<CallingWindowInput>,
+    /// IANA zone for leads that have none of their own (`Asia/Kolkata`).
     pub timezone: Option<String>,
+    /// Dial attempts per lead, 1–20.
     pub max_attempts: Option<i32>,
+    /// Minutes before a retry, per carrier outcome.
     pub retry_delays: Option<RetryDelaysInput>,
+    /// Calls of this campaign in progress at once, 1–10000.
     pub max_concurrent_calls: Option<i32>,
+    /// What the agent records about each lead (names: letters, digits, `_`).
     pub qualification_fields: Option<Vec<QualificationField>>,
+    /// `http(s)://` endpoint for `call.completed` events; empty to stop them.
     pub webhook_url: Option<String>,
-    /// Accepted only to explain that status changes have their own endpoints.
+    /// Accepted only to explain that status changes have their own endpoints (not in the
+    /// OpenAPI document: sending it is always an error).
+    #[schema(ignore)]
     pub status: Option<serde::de::IgnoredAny>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallingWindowInput {
+    /// `HH:MM`, lead's local time, inclusive.
     pub start: Option<String>,
+    /// `HH:MM`, exclusive; later than `start`.
     pub end: Option<String>,
+    /// Day names (`mon` … `sun`, or in full); at least one.
     pub weekdays: Option<Vec<String>>,
+    /// Local dates on which nobody is called.
     pub holidays: Option<Vec<NaiveDate>>,
 }
 
 /// Minutes per outcome: one number, or a list for successive retries.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryDelaysInput {
+    /// 1–43200 minutes each.
     pub no_answer: Option<Minutes>,
     pub busy: Option<Minutes>,
     pub failed: Option<Minutes>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Minutes {
     One(u32),

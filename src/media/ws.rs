@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -25,7 +26,7 @@ use super::call::{self, CallSetup, CallTuning};
 use super::writer::Writer;
 use crate::api::constant_time_eq;
 use crate::campaigns::default_spec;
-use crate::error::error_response;
+use crate::error::{ApiError, ApiPath, ErrorBody, error_response};
 use crate::metrics::GaugeGuard;
 use crate::phone::E164;
 use crate::providers::deepgram::ListenOptions;
@@ -40,9 +41,19 @@ use crate::telephony::carrier::{
 /// enough not to cut a caller pausing mid-sentence on a phone line.
 pub const ENDPOINTING_MS: u32 = 300;
 
+/// The OpenAPI description of [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(upgrade))]
+pub struct MediaDoc;
+
 pub fn routes() -> Router<AppState> {
     Router::new().route("/media", get(upgrade))
 }
+
+/// The OpenAPI description of [`debug_routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_sessions, show_session))]
+pub struct DebugDoc;
 
 /// `GET /debug/sessions` and `/debug/sessions/{id}`: live calls as published by their tasks
 /// (from any instance when sessions are in Redis). Behind the API key like the REST API.
@@ -52,26 +63,62 @@ pub fn debug_routes() -> Router<AppState> {
         .route("/debug/sessions/{id}", get(show_session))
 }
 
-async fn list_sessions(
-    State(state): State<AppState>,
-) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+/// A live call as its task last published it: `call_id`, `campaign_id`, `state` (`live`,
+/// `ending`), `stream_sid`, `started_at`, then after each turn `turns`, `duration_ms`,
+/// `last_turn` (its latencies) and `updated_at`. Expires an hour after the last write.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(value_type = Object, example = json!({"call_id": 42, "campaign_id": 1, "state": "live",
+    "turns": 4, "duration_ms": 18250, "last_turn": {"seq": 4, "interrupted": false,
+    "stt_ms": 180, "llm_first_token_ms": 320, "tts_first_byte_ms": 150,
+    "voice_to_voice_ms": 780, "added_ms": 40}, "updated_at": "2026-11-25T06:30:00Z"}))]
+pub struct SessionSnapshot(serde_json::Value);
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionSnapshot>,
+}
+
+/// Live calls
+///
+/// Every live call's snapshot, from every instance when sessions are in Redis.
+#[utoipa::path(
+    get, path = "/debug/sessions", tag = "operations", operation_id = "list_sessions",
+    responses(
+        (status = 200, description = "The live calls", body = SessionList),
+        (status = 503, description = "`unavailable`: the session store (Redis) did not answer", body = ErrorBody),
+    )
+)]
+async fn list_sessions(State(state): State<AppState>) -> Result<axum::Json<SessionList>, ApiError> {
     let sessions = state
         .sessions
         .list()
         .await
-        .map_err(|e| crate::error::ApiError::Unavailable(e.to_string()))?;
-    let list: Vec<serde_json::Value> = sessions.into_iter().map(|(_, v)| v).collect();
-    Ok(axum::Json(json!({ "sessions": list })))
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let sessions = sessions
+        .into_iter()
+        .map(|(_, v)| SessionSnapshot(v))
+        .collect();
+    Ok(axum::Json(SessionList { sessions }))
 }
 
+/// One live call
+#[utoipa::path(
+    get, path = "/debug/sessions/{id}", tag = "operations", operation_id = "get_session",
+    params(("id" = String, Path, description = "Call id")),
+    responses(
+        (status = 200, description = "The call's snapshot", body = SessionSnapshot),
+        (status = 404, description = "`not_found`: no live call with this id (never started, or over)", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the session store (Redis) did not answer", body = ErrorBody),
+    )
+)]
 async fn show_session(
     State(state): State<AppState>,
-    crate::error::ApiPath(id): crate::error::ApiPath<String>,
-) -> Result<axum::Json<serde_json::Value>, crate::error::ApiError> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<SessionSnapshot>, ApiError> {
     match state.sessions.get(&id).await {
-        Ok(Some(v)) => Ok(axum::Json(v)),
-        Ok(None) => Err(crate::error::ApiError::not_found("live session", id)),
-        Err(e) => Err(crate::error::ApiError::Unavailable(e.to_string())),
+        Ok(Some(v)) => Ok(axum::Json(SessionSnapshot(v))),
+        Ok(None) => Err(ApiError::not_found("live session", id)),
+        Err(e) => Err(ApiError::Unavailable(e.to_string())),
     }
 }
 
@@ -97,11 +144,32 @@ fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &Heade
         .is_some_and(|password| constant_time_eq(password.as_bytes(), secret))
 }
 
+/// Carrier media stream (WebSocket)
+///
+/// Exotel's Voicebot applet (or Connect Voice AI) opens this WebSocket for each answered call
+/// and speaks its stream protocol as JSON text frames: it sends `connected`, `start`
+/// (`call_sid`, `stream_sid`, `custom_parameters`), `media` (base64 8 kHz 16-bit mono PCM),
+/// `mark`, `dtmf` and `stop`; we send `media` (the agent's voice), `mark` after each phrase and
+/// `clear` on barge-in. The call is found by `start.call_sid` (else the `call_id` parameter);
+/// an unknown stream is taken as an inbound call. Authenticated at the upgrade, before any
+/// frame.
+#[utoipa::path(
+    get, path = "/media", tag = "carrier", operation_id = "media_stream",
+    params(
+        ("call_id" = Option<i64>, Query, description = "Our call id, when the stream URL carries it (direct streaming)"),
+    ),
+    security(("carrier_secret" = []), ("carrier_basic" = [])),
+    responses(
+        (status = 101, description = "Switching Protocols: the media stream runs until the call ends"),
+        (status = 400, description = "`bad_upgrade`: not a WebSocket upgrade request", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong secret", body = ErrorBody),
+    )
+)]
 async fn upgrade(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if !authorized(&state, &query, &headers) {
         return error_response(
@@ -110,6 +178,23 @@ async fn upgrade(
             "missing or wrong media secret",
         );
     }
+    // After the secret, so a stranger learns nothing; in our error body, like every endpoint.
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => {
+            let status = rejection.status();
+            let code = if status == StatusCode::BAD_REQUEST {
+                "bad_upgrade"
+            } else {
+                "upgrade_failed"
+            };
+            return error_response(
+                status,
+                code,
+                &format!("expected a WebSocket upgrade: {}", rejection.body_text()),
+            );
+        }
+    };
     let tasks = state.tasks.clone();
     // Small buffers: a carrier frame is ~2 KiB of JSON (see `providers::ws_config`).
     ws.read_buffer_size(crate::providers::WS_READ_BUFFER)

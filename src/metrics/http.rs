@@ -37,6 +37,19 @@ where
     Router::new().route("/metrics", get(scrape))
 }
 
+/// The OpenAPI description of [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(scrape))]
+pub struct ApiDoc;
+
+/// This instance's metrics, for Prometheus.
+#[utoipa::path(
+    get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format (`text/plain; version=0.0.4`): live calls, calls by status and outcome, per-component latency histograms, provider errors and reconnects, dialer lag and claim time, database time, audio frames, HTTP requests. Also served without auth on `METRICS_ADDR` when set.", content_type = "text/plain", body = String),
+        (status = 500, description = "`internal`: the registry could not be encoded", body = crate::error::ErrorBody),
+    )
+)]
 async fn scrape(State(metrics): State<Arc<Metrics>>) -> Result<Response, ApiError> {
     let body = metrics
         .encode()

@@ -13,7 +13,7 @@
 //! This module must not know how calls, the dialer or providers work; it only names and counts.
 
 mod calls;
-mod http;
+pub mod http;
 mod providers;
 
 use std::future::Future;

@@ -15,7 +15,7 @@ use super::{LeadCounts, Report, report};
 use crate::startup::AppState;
 use crate::store::{CampaignStatus, StoreError};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Dashboard {
     pub campaigns: Vec<CampaignProgress>,
     pub totals: Report,
@@ -25,7 +25,7 @@ pub struct Dashboard {
     pub live_calls_error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CampaignProgress {
     pub id: i64,
     pub name: String,
@@ -36,7 +36,7 @@ pub struct CampaignProgress {
     pub progress: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LiveCall {
     pub call_id: i64,
     pub campaign_id: Option<i64>,

@@ -21,7 +21,7 @@ use crate::store::{
 };
 
 /// Analytics of one campaign, or of all (the dashboard's totals, without `campaign`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub campaign: Option<CampaignRef>,
@@ -38,14 +38,14 @@ pub struct Report {
     pub cost: Cost,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CampaignRef {
     pub id: i64,
     pub name: String,
     pub status: CampaignStatus,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LeadCounts {
     pub total: i64,
     /// Every lead status, zeros included.
@@ -76,7 +76,7 @@ impl LeadCounts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CallCounts {
     pub total: i64,
     /// Every call status, zeros included.
@@ -89,7 +89,7 @@ pub struct CallCounts {
     pub connect_rate: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TalkTime {
     pub total: i64,
     /// Over calls that had a conversation (duration above zero).
@@ -97,7 +97,7 @@ pub struct TalkTime {
 }
 
 /// Spend per provider in `currency`, from the configured rates, with the units priced.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Cost {
     pub currency: String,
     pub carrier: f64,
@@ -108,7 +108,7 @@ pub struct Cost {
     pub units: CostUnits,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct CostUnits {
     /// Per call, started minutes of conversation, summed.
     pub carrier_minutes: i64,

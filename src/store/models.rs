@@ -10,10 +10,14 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Declares a string-backed enum stored as TEXT, with `as_str`, `FromStr` and serde in snake_case.
+///
+/// The texts are `tt`, not `literal`: a `literal` fragment reaches derive macros wrapped in an
+/// invisible group, and `utoipa` then misses `#[serde(rename = …)]` (the OpenAPI enum would list
+/// the Rust variant names).
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
@@ -83,7 +87,7 @@ impl LeadStatus {
 }
 
 /// When a campaign may call, in the lead's local time.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CallingWindow {
     /// `HH:MM`, inclusive.
     #[sqlx(rename = "window_start")]
@@ -101,7 +105,7 @@ pub struct CallingWindow {
 
 /// Minutes to wait before the next attempt, per carrier outcome; the n-th retry uses the n-th
 /// entry, and the last entry repeats.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RetryDelays {
     pub no_answer: Vec<u32>,
     pub busy: Vec<u32>,
@@ -119,7 +123,7 @@ impl Default for RetryDelays {
 }
 
 /// A field the agent fills in when it records the outcome (e.g. budget, roof type).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualificationField {
     pub name: String,
@@ -135,7 +139,7 @@ fn default_field_type() -> String {
 }
 
 /// Everything an operator configures on a campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct CampaignSpec {
     pub name: String,
     /// The agent's system prompt.
@@ -159,7 +163,7 @@ pub struct CampaignSpec {
     pub webhook_url: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Campaign {
     pub id: i64,
     #[serde(flatten)]
@@ -182,7 +186,7 @@ pub struct NewLead {
     pub attributes: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Lead {
     pub id: i64,
     pub campaign_id: i64,
@@ -201,7 +205,9 @@ pub struct Lead {
     pub last_result: Option<String>,
     /// Conversation outcome (intent) once known.
     pub outcome: Option<String>,
+    /// The qualification fields the agent recorded, by name.
     #[sqlx(json)]
+    #[schema(value_type = Object)]
     pub qualification: serde_json::Map<String, serde_json::Value>,
     pub summary: Option<String>,
     pub callback_at: Option<DateTime<Utc>>,
@@ -210,7 +216,7 @@ pub struct Lead {
 }
 
 /// A page of leads with the total that matched the filter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LeadPage {
     pub leads: Vec<Lead>,
     pub total: i64,
@@ -218,7 +224,7 @@ pub struct LeadPage {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DncEntry {
     pub phone: String,
     pub reason: Option<String>,
@@ -261,7 +267,7 @@ impl CallStatus {
 }
 
 /// One dial attempt (or one inbound call).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Call {
     pub id: i64,
     pub campaign_id: Option<i64>,
@@ -279,7 +285,9 @@ pub struct Call {
     pub conversation_duration: Option<i32>,
     /// The conversation's outcome, recorded by the live call; the carrier never overwrites it.
     pub intent: Option<String>,
+    /// The qualification fields the agent recorded, by name.
     #[sqlx(json)]
+    #[schema(value_type = Object)]
     pub qualification: serde_json::Map<String, serde_json::Value>,
     pub summary: Option<String>,
     pub error: Option<String>,
@@ -354,8 +362,11 @@ pub struct ClaimRequest {
 pub type WindowFn = dyn Fn(&Lead) -> Result<(), DateTime<Utc>> + Send + Sync;
 
 /// One utterance of a call, written as it happens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TranscriptTurn {
+    /// Not serialised: the API shows turns inside their call's transcript.
+    #[serde(skip_serializing)]
+    #[schema(ignore)]
     pub call_id: i64,
     pub seq: i32,
     /// `agent`, `caller` or `system`.

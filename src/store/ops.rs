@@ -84,7 +84,7 @@ impl LatencyKind {
 }
 
 /// Nearest-rank percentiles of one latency; `None` when no turn measured it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Percentiles {
     pub count: i64,
     pub p50: Option<i32>,
@@ -143,7 +143,7 @@ pub struct NewDelivery {
 }
 
 /// One outbound webhook and where its delivery stands.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct WebhookDelivery {
     pub id: i64,
     pub campaign_id: Option<i64>,

@@ -11,16 +11,21 @@ use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::api::constant_time_eq;
 use crate::dialer::reconciler::terminal_status;
 use crate::dialer::settle::settle_call;
-use crate::error::{ApiError, error_response};
+use crate::error::{ApiError, ErrorBody, error_response};
 use crate::providers::exotel::{parse_exotel_time, text};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate};
+
+/// The OpenAPI description of [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status_callback))]
+pub struct ApiDoc;
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/webhooks/exotel/status", post(status_callback))
@@ -91,6 +96,75 @@ impl StatusEvent {
     }
 }
 
+/// The fields of a status callback we read (others are kept in the event log). Keys match in
+/// any case; `Legs[]` may carry `AnsweredBy`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes the body; `read_body` accepts any object.
+#[schema(as = ExotelStatusCallback)]
+struct StatusCallbackBody {
+    #[schema(rename = "CallSid")]
+    call_sid: String,
+    /// `completed`, `busy`, `no-answer`, `failed`, `canceled`, `in-progress`, …
+    #[schema(rename = "Status")]
+    status: Option<String>,
+    /// `answered` or `terminal`; absent in the default (terminal-only) callback.
+    #[schema(rename = "EventType")]
+    event_type: Option<String>,
+    /// Our call id, as we set it when dialling.
+    #[schema(rename = "CustomField")]
+    custom_field: Option<String>,
+    #[schema(rename = "ConversationDuration")]
+    conversation_duration: Option<String>,
+    #[schema(rename = "RecordingUrl")]
+    recording_url: Option<String>,
+    /// `human` or `machine`, when answering-machine detection ran.
+    #[schema(rename = "AnsweredBy")]
+    answered_by: Option<String>,
+    /// `YYYY-MM-DD HH:MM:SS`, Exotel's local time.
+    #[schema(rename = "StartTime")]
+    start_time: Option<String>,
+    #[schema(rename = "EndTime")]
+    end_time: Option<String>,
+}
+
+/// What a callback did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum CallbackResult {
+    /// Applied to the call.
+    Applied {
+        call_id: i64,
+        status: CallStatus,
+        /// The lead's status after the call was settled (absent while the call is active).
+        lead_status: Option<crate::store::LeadStatus>,
+    },
+    /// This (call, event) pair was applied before.
+    Duplicate { duplicate: bool },
+    /// Not a call of ours: acknowledged so Exotel stops retrying.
+    Ignored { ignored: String },
+}
+
+/// Exotel status callback
+///
+/// Exotel calls this when a call is answered and when it ends (the `StatusCallback` we set when
+/// dialling). JSON, urlencoded and multipart bodies are accepted. Idempotent: a repeated
+/// (CallSid, event) is acknowledged and not applied again; a callback for an unknown call is
+/// acknowledged too, so Exotel does not retry forever.
+#[utoipa::path(
+    post, path = "/webhooks/exotel/status", tag = "carrier", operation_id = "exotel_status_callback",
+    request_body(content(
+        (StatusCallbackBody = "application/json"),
+        (StatusCallbackBody = "application/x-www-form-urlencoded"),
+        (StatusCallbackBody = "multipart/form-data"),
+    )),
+    security(("carrier_secret" = [])),
+    responses(
+        (status = 200, description = "Applied, duplicate or ignored", body = CallbackResult),
+        (status = 400, description = "`malformed_json`, `bad_multipart` or `bad_request`: the body could not be read", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: missing or wrong `secret`", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: no `CallSid`", body = ErrorBody),
+    )
+)]
 async fn status_callback(
     State(state): State<AppState>,
     Query(q): Query<SecretParam>,
@@ -162,7 +236,11 @@ async fn read_body(request: Request) -> Result<Value, ApiError> {
     Ok(Value::Object(map))
 }
 
-async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Value, ApiError> {
+async fn apply(
+    state: &AppState,
+    event: &StatusEvent,
+    raw: &Value,
+) -> Result<CallbackResult, ApiError> {
     let store = state.store.as_ref();
     let now = state.clock.now();
     let mut call = store.find_call_by_sid(&event.call_sid).await?;
@@ -180,14 +258,16 @@ async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Val
     }
     let Some(call) = call else {
         tracing::warn!(sid = %event.call_sid, "status callback for an unknown call");
-        return Ok(json!({"ignored": "unknown call"}));
+        return Ok(CallbackResult::Ignored {
+            ignored: "unknown call".into(),
+        });
     };
     let kind = event.dedupe_kind();
     if !store
         .record_call_event(&event.call_sid, &kind, raw, now)
         .await?
     {
-        return Ok(json!({"duplicate": true}));
+        return Ok(CallbackResult::Duplicate { duplicate: true });
     }
     let terminal = event.status.as_deref().and_then(terminal_status);
     let update = if kind == "answered"
@@ -232,16 +312,17 @@ async fn apply(state: &AppState, event: &StatusEvent, raw: &Value) -> Result<Val
         settle_call(store, call.id, now).await?
     };
     tracing::info!(call_id = call.id, event = %kind, status = %updated.status, "carrier status applied");
-    Ok(json!({
-        "call_id": call.id,
-        "status": updated.status,
-        "lead_status": lead.map(|l| l.status),
-    }))
+    Ok(CallbackResult::Applied {
+        call_id: call.id,
+        status: updated.status,
+        lead_status: lead.map(|l| l.status),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn json_event_with_legs() {

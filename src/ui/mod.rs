@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::error::ApiPath;
+use crate::error::{ApiPath, ErrorBody};
 use crate::startup::AppState;
 
 /// Scripts and styles from this origin only, data only from this origin's API, no framing: a
@@ -46,18 +46,63 @@ const ASSETS: &[(&str, &str, &str)] = &[
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// The OpenAPI description of [`routes`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(dashboard_page, dashboard_page_slash, campaign_page, call_page, asset))]
+pub struct ApiDoc;
+
 /// The page (one HTML document for every view; the script picks the view from the path) and
 /// its assets. Public: no API key.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/ui", get(index))
-        .route("/ui/", get(index))
-        .route("/ui/campaigns/{id}", get(index))
-        .route("/ui/calls/{id}", get(index))
+        .route("/ui", get(dashboard_page))
+        .route("/ui/", get(dashboard_page_slash))
+        .route("/ui/campaigns/{id}", get(campaign_page))
+        .route("/ui/calls/{id}", get(call_page))
         .route("/ui/assets/{name}", get(asset))
 }
 
-async fn index() -> Response {
+// One handler per route (all serve the same document) so each route has its own entry in the
+// OpenAPI document.
+
+/// Dashboard page
+///
+/// Campaigns with their progress, live calls with their transcripts, latency per component.
+/// An HTML page that reads the JSON API (asking for the API key when it gets a 401).
+#[utoipa::path(get, path = "/ui", tag = "dashboard", operation_id = "dashboard_page",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn dashboard_page() -> Response {
+    index()
+}
+
+/// Dashboard page (trailing slash)
+#[utoipa::path(get, path = "/ui/", tag = "dashboard", operation_id = "dashboard_page_slash",
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn dashboard_page_slash() -> Response {
+    index()
+}
+
+/// Campaign page
+///
+/// A campaign's analytics, cost and leads.
+#[utoipa::path(get, path = "/ui/campaigns/{id}", tag = "dashboard", operation_id = "campaign_page",
+    params(("id" = String, Path, description = "Campaign id (the page reports an unknown one)")),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn campaign_page() -> Response {
+    index()
+}
+
+/// Call page
+///
+/// A call's transcript, the latency of each turn, its summary and recording.
+#[utoipa::path(get, path = "/ui/calls/{id}", tag = "dashboard", operation_id = "call_page",
+    params(("id" = String, Path, description = "Call id (the page reports an unknown one)")),
+    responses((status = 200, description = "The page", content_type = "text/html", body = String)))]
+async fn call_page() -> Response {
+    index()
+}
+
+fn index() -> Response {
     let mut res = page("text/html; charset=utf-8", INDEX);
     let headers = res.headers_mut();
     headers.insert(
@@ -72,6 +117,17 @@ async fn index() -> Response {
     res
 }
 
+/// Dashboard asset
+///
+/// A script, stylesheet or icon of the page, by file name (`app.js`, `app.css`, …).
+#[utoipa::path(get, path = "/ui/assets/{name}", tag = "dashboard", operation_id = "dashboard_asset",
+    params(("name" = String, Path, description = "File name", example = "app.js")),
+    responses(
+        (status = 200, description = "The file", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"),
+        )),
+        (status = 404, description = "`not_found`: no such asset", body = ErrorBody),
+    ))]
 async fn asset(ApiPath(name): ApiPath<String>) -> Response {
     match ASSETS.iter().find(|(n, _, _)| *n == name) {
         Some((_, content_type, body)) => page(content_type, body),
