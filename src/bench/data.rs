@@ -29,9 +29,18 @@ pub struct DataArgs {
     pub claim_iterations: u32,
     #[arg(long, value_enum, default_value = "both")]
     pub database: DatabaseChoice,
+    /// Run only the import or only the claim benchmark.
+    #[arg(long, value_enum)]
+    pub only: Option<Part>,
     /// A CI smoke run: 10,000-row imports, 50,000 leads, 200 claims (seconds, not minutes).
     #[arg(long)]
     pub quick: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    Import,
+    Claim,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,29 +91,27 @@ pub async fn run(mut args: DataArgs) -> BenchResult<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let mut imports = Vec::new();
-    for &backend in &backends {
-        for &rows in &args.rows {
-            eprintln!("import: {} rows into {}…", rows, backend.as_str());
-            let figure = db::with_database(backend, &pg_admin, async |url| {
-                import::measure(url, rows).await
-            })
-            .await?;
-            imports.push((backend, figure));
+    if args.only != Some(Part::Claim) {
+        import::print_header();
+        for &backend in &backends {
+            for &rows in &args.rows {
+                let figure = db::with_database(backend, &pg_admin, async |url| {
+                    import::measure(url, rows).await
+                })
+                .await?;
+                import::print_row(backend, &figure);
+            }
         }
     }
-    import::print_table(&imports);
-
-    let mut claims = Vec::new();
-    for &backend in &backends {
-        eprintln!("claim: {} leads in {}…", args.claim_leads, backend.as_str());
-        let (leads, iterations) = (args.claim_leads, args.claim_iterations);
-        let figures = db::with_database(backend, &pg_admin, async |url| {
-            claim::measure(url, leads, iterations).await
-        })
-        .await?;
-        claims.extend(figures.into_iter().map(|f| (backend, f)));
+    if args.only != Some(Part::Import) {
+        claim::print_header(args.claim_leads);
+        for &backend in &backends {
+            let (leads, iterations) = (args.claim_leads, args.claim_iterations);
+            db::with_database(backend, &pg_admin, async |url| {
+                claim::measure(url, backend, leads, iterations).await
+            })
+            .await?;
+        }
     }
-    claim::print_table(args.claim_leads, &claims);
     Ok(())
 }

@@ -51,7 +51,8 @@ impl ClaimFigure {
     }
 }
 
-pub async fn measure(url: String, leads: u64, iterations: u32) -> BenchResult<Vec<ClaimFigure>> {
+/// Loads `leads` leads, then times `iterations` claims in each case, printing a row per case.
+pub async fn measure(url: String, backend: Backend, leads: u64, iterations: u32) -> BenchResult<()> {
     let store = crate::store::connect(&url).await?;
     let settings = Settings::for_database(&url);
     let mut spec = crate::campaigns::default_spec(&settings);
@@ -97,14 +98,15 @@ pub async fn measure(url: String, leads: u64, iterations: u32) -> BenchResult<Ve
         Check::Never => Err(now + chrono::Duration::days(1)),
     };
 
-    let mut figures = Vec::new();
-    figures.push(run_case("all due", store.as_ref(), &request, &window, iterations).await?);
+    let figure = run_case("all due", store.as_ref(), &request, &window, iterations).await?;
+    print_row(backend, &figure);
     seeder
         .defer_most(campaign.id, DUE_ONE_IN, now + chrono::Duration::days(30))
         .await?;
-    figures.push(run_case("1 in 20 due", store.as_ref(), &request, &window, iterations).await?);
+    let figure = run_case("1 in 20 due", store.as_ref(), &request, &window, iterations).await?;
+    print_row(backend, &figure);
     seeder.close().await;
-    Ok(figures)
+    Ok(())
 }
 
 async fn run_case(
@@ -186,28 +188,29 @@ fn ms(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
-pub fn print_table(leads: u64, figures: &[(Backend, ClaimFigure)]) {
+pub fn print_header(leads: u64) {
     println!();
     println!(
-        "Claim: Store::claim_leads, {leads} leads in one running campaign, caps 10/10, limit 10 (ms)"
+        "Claim: Store::claim_leads, {leads} leads in one running campaign, caps 10/10, limit {LIMIT} (ms)"
     );
     println!(
         "{:<10} {:<13} {:>7} {:>9} {:>9} {:>9} {:>9}",
         "backend", "case", "claims", "p50", "p99", "max", "leads/s"
     );
-    for (backend, f) in figures {
-        let total: Duration = f.samples.iter().sum();
-        println!(
-            "{:<10} {:<13} {:>7} {:>9} {:>9} {:>9} {:>9.0}",
-            backend.as_str(),
-            f.case,
-            f.samples.len(),
-            ms(f.percentile(50.0)),
-            ms(f.percentile(99.0)),
-            ms(f.percentile(100.0)),
-            f.claimed as f64 / total.as_secs_f64(),
-        );
-    }
+}
+
+fn print_row(backend: Backend, f: &ClaimFigure) {
+    let total: Duration = f.samples.iter().sum();
+    println!(
+        "{:<10} {:<13} {:>7} {:>9} {:>9} {:>9} {:>9.0}",
+        backend.as_str(),
+        f.case,
+        f.samples.len(),
+        ms(f.percentile(50.0)),
+        ms(f.percentile(99.0)),
+        ms(f.percentile(100.0)),
+        f.claimed as f64 / total.as_secs_f64(),
+    );
 }
 
 #[cfg(test)]

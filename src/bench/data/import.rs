@@ -121,24 +121,25 @@ fn peak_rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-pub fn print_table(figures: &[(Backend, ImportFigure)]) {
+pub fn print_header() {
     println!();
     println!("CSV import: multipart POST /campaigns/{{id}}/upload-csv, in-process server");
     println!(
         "{:<10} {:>10} {:>9} {:>9} {:>11} {:>10}",
         "backend", "rows", "MiB", "seconds", "rows/s", "peak RSS"
     );
-    for (backend, f) in figures {
-        let secs = f.elapsed.as_secs_f64();
-        println!(
-            "{:<10} {:>10} {:>9.1} {:>9.2} {:>11.0} {:>10}",
-            backend.as_str(),
-            f.rows,
-            f.bytes as f64 / (1024.0 * 1024.0),
-            secs,
-            f.rows as f64 / secs,
-            f.peak_rss_kib
-                .map_or("n/a".to_string(), |k| format!("{} MiB", k / 1024)),
-        );
-    }
+}
+
+pub fn print_row(backend: Backend, f: &ImportFigure) {
+    let secs = f.elapsed.as_secs_f64();
+    println!(
+        "{:<10} {:>10} {:>9.1} {:>9.2} {:>11.0} {:>10}",
+        backend.as_str(),
+        f.rows,
+        f.bytes as f64 / (1024.0 * 1024.0),
+        secs,
+        f.rows as f64 / secs,
+        f.peak_rss_kib
+            .map_or("n/a".to_string(), |k| format!("{} MiB", k / 1024)),
+    );
 }

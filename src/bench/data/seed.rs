@@ -6,7 +6,11 @@
 //! one shared `next_attempt_at` (an import stamps every lead with the same instant).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, SqlitePool};
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, PgPool, SqlitePool};
 
 use super::BenchResult;
 
@@ -35,10 +39,15 @@ const DEFER: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2, at
 
 impl Seeder {
     pub async fn connect(url: &str) -> BenchResult<Self> {
+        // Loading a million rows is slow on purpose: no "slow statement" warnings for it.
         Ok(if url.starts_with("postgres") {
-            Seeder::Postgres(PgPool::connect(url).await?)
+            let options = PgConnectOptions::from_str(url)?.disable_statement_logging();
+            Seeder::Postgres(PgPool::connect_with(options).await?)
         } else {
-            Seeder::Sqlite(SqlitePool::connect(url).await?)
+            let options = SqliteConnectOptions::from_str(url)?
+                .busy_timeout(std::time::Duration::from_secs(30))
+                .disable_statement_logging();
+            Seeder::Sqlite(SqlitePool::connect_with(options).await?)
         })
     }
 
