@@ -44,7 +44,7 @@ impl SqliteStore {
 }
 
 impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
-    claim_begin: "BEGIN IMMEDIATE", claim_lock: "SELECT 1", skip_locked: "",
+    claim_begin: "BEGIN IMMEDIATE", claim_lock: "", skip_locked: "",
     {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let tx = self.pool.begin().await?;
