@@ -4,12 +4,12 @@
 //! instances on one SQLite file is not supported (use PostgreSQL).
 
 use std::collections::HashSet;
-use std::fmt::Write;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
@@ -93,31 +93,27 @@ struct SqliteImporter {
 }
 
 impl SqliteImporter {
-    /// `INSERT … VALUES ($1, $3, $4, $5, $6, 'pending', 0, $2, '{}', $2, $2), …` for `rows` rows:
-    /// the campaign and the time are bound once, not per row.
+    /// `INSERT … VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, '{}', ?, ?), …` for `rows` rows.
+    /// Placeholders are anonymous: SQLite looks a named one (`$3`) up by a linear search, which
+    /// made a 1,000-row statement quadratic (measured: 67% of the import in
+    /// `sqlite3_bind_parameter_name`).
     fn insert_sql(&mut self, rows: usize) -> String {
         if let Some((n, sql)) = &self.insert_sql
             && *n == rows
         {
             return sql.clone();
         }
-        let mut sql = String::with_capacity(160 + rows * 48);
+        const ROW: &str = "(?,?,?,?,?,'pending',0,?,'{}',?,?)";
+        let mut sql = String::with_capacity(160 + rows * (ROW.len() + 1));
         sql.push_str(
             "INSERT INTO leads (campaign_id, phone, name, timezone, attributes, status, attempts, \
              next_attempt_at, qualification, created_at, updated_at) VALUES ",
         );
         for row in 0..rows {
-            let p = 3 + row * 4;
             if row > 0 {
                 sql.push(',');
             }
-            let _ = write!(
-                sql,
-                "($1,${p},${},${},${},'pending',0,$2,'{{}}',$2,$2)",
-                p + 1,
-                p + 2,
-                p + 3
-            );
+            sql.push_str(ROW);
         }
         sql.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
         self.insert_sql = Some((rows, sql.clone()));
@@ -169,14 +165,18 @@ impl LeadImporter for SqliteImporter {
         let sql = self.insert_sql(allowed.len());
         let mut args = SqliteArguments::default();
         let encode = |e: sqlx::error::BoxDynError| StoreError::Database(sqlx::Error::Encode(e));
-        args.add(self.campaign_id).map_err(encode)?;
-        args.add(now).map_err(encode)?;
+        // The time as sqlx writes a `DateTime<Utc>`, formatted once and shared by every row.
+        let now: Arc<str> = now.to_rfc3339_opts(SecondsFormat::AutoSi, false).into();
         for lead in &allowed {
+            args.add(self.campaign_id).map_err(encode)?;
             args.add(lead.phone.as_str()).map_err(encode)?;
             args.add(lead.name.as_deref()).map_err(encode)?;
             args.add(lead.timezone.as_deref()).map_err(encode)?;
             args.add(sqlx::types::Json(&lead.attributes))
                 .map_err(encode)?;
+            for _ in 0..3 {
+                args.add(Arc::clone(&now)).map_err(encode)?;
+            }
         }
         let imported = sqlx::query_with(AssertSqlSafe(sql), args)
             .execute(&mut *self.conn)
