@@ -66,8 +66,9 @@ macro_rules! bind_campaign_spec {
 ///
 /// `$claim_begin` starts the claim transaction (and every other write transaction: on SQLite it
 /// is `BEGIN IMMEDIATE`, so a transaction that reads before writing waits for the lock instead of
-/// failing with "database is locked") and `$claim_lock` runs first inside it: together
-/// they make "count active calls, then claim" atomic across every instance on the database.
+/// failing with "database is locked") and `$claim_lock` (if not empty) runs first inside it:
+/// together they make "count active calls, then claim" atomic across every instance on the
+/// database.
 /// `$skip_locked` is appended to the candidate query.
 macro_rules! impl_store {
     ($store:ty, $db:ty, $backend:expr,
@@ -348,15 +349,15 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<$crate::store::ClaimOutcome> {
                 let mut out = $crate::store::ClaimOutcome::default();
                 let mut tx = self.pool.begin_with($claim_begin).await?;
-                sqlx::query::<$db>($claim_lock).execute(&mut *tx).await?;
-                let active_all: i64 = sqlx::query_scalar::<$db, i64>(concat!(
-                    "SELECT COUNT(*) FROM calls WHERE status IN ", active_call_statuses!()
-                ))
-                .fetch_one(&mut *tx)
-                .await?;
-                let active_campaign: i64 = sqlx::query_scalar::<$db, i64>(concat!(
-                    "SELECT COUNT(*) FROM calls WHERE status IN ", active_call_statuses!(),
-                    " AND campaign_id = $1"
+                if !$claim_lock.is_empty() {
+                    sqlx::query::<$db>($claim_lock).execute(&mut *tx).await?;
+                }
+                // Every statement here is a round trip inside the lock, so they are few: both
+                // counts in one, the claimed leads in one UPDATE and their calls in one INSERT
+                // (the claim was 2 statements per lead; see docs/BENCHMARKS.md).
+                let (active_all, active_campaign): (i64, i64) = sqlx::query_as::<$db, (i64, i64)>(concat!(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN campaign_id = $1 THEN 1 ELSE 0 END), 0) \
+                     FROM calls WHERE status IN ", active_call_statuses!()
                 ))
                 .bind(req.campaign_id)
                 .fetch_one(&mut *tx)
@@ -380,8 +381,10 @@ macro_rules! impl_store {
                 .bind((available * 4 + 16).min(500))
                 .fetch_all(&mut *tx)
                 .await?;
+                // Ids to claim, in due order.
+                let mut chosen: Vec<i64> = Vec::with_capacity(available as usize);
                 for c in candidates {
-                    if out.claimed.len() as i64 >= available {
+                    if chosen.len() as i64 >= available {
                         break;
                     }
                     if c.on_dnc {
@@ -406,26 +409,47 @@ macro_rules! impl_store {
                         out.deferred += 1;
                         continue;
                     }
-                    let lead = sqlx::query_as::<$db, $crate::store::Lead>(concat!(
-                        "UPDATE leads SET status = 'in_progress', attempts = attempts + 1, updated_at = $2 \
-                         WHERE id = $1 RETURNING ", lead_columns!()
-                    ))
-                    .bind(c.lead.id)
-                    .bind(req.now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let call_id: i64 = sqlx::query_scalar::<$db, i64>(
-                        "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
-                         qualification, created_at, updated_at) \
-                         VALUES ($1, $2, $3, 'outbound', $4, 'queued', '{}', $5, $5) RETURNING id",
-                    )
-                    .bind(lead.campaign_id)
-                    .bind(lead.id)
-                    .bind(lead.attempts)
-                    .bind(&lead.phone)
-                    .bind(req.now)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                    chosen.push(c.lead.id);
+                }
+                if chosen.is_empty() {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                let mut update = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE leads SET status = 'in_progress', attempts = attempts + 1, updated_at = ",
+                );
+                update.push_bind(req.now).push(" WHERE id IN (");
+                let mut ids = update.separated(", ");
+                for id in &chosen {
+                    ids.push_bind(*id);
+                }
+                update.push(concat!(") RETURNING ", lead_columns!()));
+                let mut leads: Vec<$crate::store::Lead> =
+                    update.build_query_as().fetch_all(&mut *tx).await?;
+                // RETURNING order is unspecified: dial in due order.
+                leads.sort_by_key(|l| chosen.iter().position(|id| *id == l.id));
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
+                     qualification, created_at, updated_at) ",
+                );
+                insert.push_values(&leads, |mut row, lead| {
+                    row.push_bind(lead.campaign_id)
+                        .push_bind(lead.id)
+                        .push_bind(lead.attempts)
+                        .push("'outbound'")
+                        .push_bind(&lead.phone)
+                        .push("'queued'")
+                        .push("'{}'")
+                        .push_bind(req.now)
+                        .push_bind(req.now);
+                });
+                insert.push(" RETURNING lead_id, id");
+                let call_ids: std::collections::HashMap<i64, i64> =
+                    insert.build_query_as::<(i64, i64)>().fetch_all(&mut *tx).await?.into_iter().collect();
+                for lead in leads {
+                    let call_id = *call_ids.get(&lead.id).ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!("no call row for claimed lead {}", lead.id))
+                    })?;
                     out.claimed.push($crate::store::Claimed { lead, call_id });
                 }
                 tx.commit().await?;
