@@ -73,8 +73,9 @@ impl ApiError {
     }
 }
 
-/// The body of every error response. It is also the `ErrorBody` schema of the OpenAPI
-/// document, so what the document promises is what this type serialises.
+// Also the `ErrorBody` schema of the OpenAPI document (the doc comment below is its
+// description), so what the document promises is what this type serialises.
+/// Every error response: `{"error": {"code": "…", "message": "…"}}`, with the matching status.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(example = json!({"error": {"code": "not_found", "message": "campaign 7 not found"}}))]
 pub struct ErrorBody {

@@ -121,7 +121,8 @@ impl SqliteImporter {
         if !self.check_dnc {
             return Ok(HashSet::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT phone FROM do_not_call WHERE phone IN (");
+        let mut query =
+            QueryBuilder::<Sqlite>::new("SELECT phone FROM do_not_call WHERE phone IN (");
         let mut sep = query.separated(", ");
         for lead in leads {
             sep.push_bind(&lead.phone);

@@ -7,7 +7,6 @@
 //! token). This module must not compute anything for the page: the page reads the same
 //! endpoints as any other client (`/dashboard`, `/campaigns/…`, `/calls/…`).
 
-/// Temporary: deleted when the analytics branch's `/dashboard` and transcript are merged.
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

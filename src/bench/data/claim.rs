@@ -52,7 +52,12 @@ impl ClaimFigure {
 }
 
 /// Loads `leads` leads, then times `iterations` claims in each case, printing a row per case.
-pub async fn measure(url: String, backend: Backend, leads: u64, iterations: u32) -> BenchResult<()> {
+pub async fn measure(
+    url: String,
+    backend: Backend,
+    leads: u64,
+    iterations: u32,
+) -> BenchResult<()> {
     let store = crate::store::connect(&url).await?;
     let settings = Settings::for_database(&url);
     let mut spec = crate::campaigns::default_spec(&settings);
