@@ -87,7 +87,12 @@ impl Worker {
     ) -> Self {
         let frame = 2 * options.channels.max(1) as u64;
         Self {
-            replay: ReplayBuffer::new(options.bytes_per_second(), frame, tuning.replay_limit),
+            replay: ReplayBuffer::new(
+                options.bytes_per_second(),
+                frame,
+                tuning.replay_limit,
+                options.encoding == "linear16",
+            ),
             max_chunk: (options.bytes_per_second() / 4) as usize,
             dialer,
             commands,
@@ -113,7 +118,8 @@ impl Worker {
                 }
                 Outcome::Lost(why) => {
                     tracing::warn!(%why, "Deepgram connection lost; reconnecting");
-                    match self.reconnect(why).await {
+                    // Boxed: a reconnect is rare, its future need not live in every call's memory.
+                    match Box::pin(self.reconnect(why)).await {
                         Ok(new) => ws = new,
                         Err(closed) => {
                             self.emit(closed);
