@@ -123,7 +123,10 @@ impl Figures {
             ),
         );
         row(
-            &format!("service CPU (% of {cores} cores)"),
+            &format!(
+                "service CPU (% of {cores} {})",
+                if cores == 1 { "core" } else { "cores" }
+            ),
             self.cpu_percent
                 .map_or("n/a".into(), |c| format!("{c:.1}%")),
         );

@@ -227,7 +227,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         tracing::warn!("media stream ended before `start`");
         return;
     };
-    let setup = match correlate(&state, &start, &query).await {
+    let setup = match Box::pin(correlate(&state, &start, &query)).await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "cannot attach the media stream to a call");
@@ -278,10 +278,15 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         crate::providers::elevenlabs::ElevenLabs::new(state.http.clone(), tts_config.clone()),
         tts_config.voice_id.clone(),
     ));
-    let (stt, tts) = tokio::join!(
-        state.providers.stt.connect(&options),
-        crate::providers::elevenlabs::TtsSession::connect(tts_config)
-    );
+    // Set-up and tear-down futures are boxed: inline, their states would stay in this call's
+    // future (hence in its memory) for the whole call, though they run once.
+    let (stt, tts) = Box::pin(async {
+        tokio::join!(
+            state.providers.stt.connect(&options),
+            crate::providers::elevenlabs::TtsSession::connect(tts_config)
+        )
+    })
+    .await;
     let (stt, tts) = match (stt, tts) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => {
@@ -376,7 +381,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
     reader.abort();
     let _ = writes.await;
-    after_call(&state, call_id, &campaign).await;
+    Box::pin(after_call(&state, call_id, &campaign)).await;
     let _ = state.sessions.remove(&call_id.to_string()).await;
 }
 

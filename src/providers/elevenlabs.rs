@@ -15,8 +15,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, Stream, StreamExt};
 use reqwest::Url;
@@ -845,7 +843,7 @@ impl Actor {
             return;
         }
         if let Some(audio) = msg.audio.as_deref().filter(|a| !a.is_empty()) {
-            let bytes = match BASE64.decode(audio) {
+            let bytes = match base64_simd::STANDARD.decode_to_vec(audio) {
                 Ok(b) => Bytes::from(b),
                 Err(e) => {
                     tracing::warn!(error = %e, "undecodable ElevenLabs audio ignored");

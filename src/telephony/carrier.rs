@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 
-use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -114,8 +113,8 @@ impl CarrierProtocol for Exotel {
             && frame.event == "media"
             && let Some(media) = frame.media
         {
-            let pcm = base64::engine::general_purpose::STANDARD
-                .decode(media.payload.as_bytes())
+            let pcm = base64_simd::STANDARD
+                .decode_to_vec(media.payload.as_bytes())
                 .ok()?;
             return Some(CarrierEvent::Media {
                 pcm: Bytes::from(pcm),
@@ -168,9 +167,7 @@ impl CarrierProtocol for Exotel {
             "media" => {
                 let media = v.get("media")?;
                 let payload = media.get("payload").and_then(Value::as_str)?;
-                let pcm = base64::engine::general_purpose::STANDARD
-                    .decode(payload)
-                    .ok()?;
+                let pcm = base64_simd::STANDARD.decode_to_vec(payload).ok()?;
                 Some(CarrierEvent::Media {
                     pcm: Bytes::from(pcm),
                     timestamp_ms: get(media, &["timestamp"])
@@ -218,7 +215,9 @@ impl CarrierProtocol for Exotel {
                 out.push_str(r#"{"event":"media","stream_sid":"#);
                 out.push_str(&sid);
                 out.push_str(r#","media":{"payload":""#);
-                base64::engine::general_purpose::STANDARD.encode_string(pcm, &mut out);
+                // SIMD base64 (AVX2/SSE4.1/NEON, detected at run time): the framing's base64 was
+                // 17% of the service's instructions with the scalar `base64` crate.
+                base64_simd::STANDARD.encode_append(pcm, &mut out);
                 out.push_str(r#""}}"#);
                 return out;
             }
