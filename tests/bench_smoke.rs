@@ -45,3 +45,64 @@ fn bench_with_twenty_calls_prints_its_table() {
         "0"
     );
 }
+
+/// `bench data --quick`: the import goes through the upload route and the claim through the
+/// store, on SQLite and (when reachable, always in CI) PostgreSQL. Rows and claims are counted;
+/// no speed is asserted.
+#[test]
+fn bench_data_quick_prints_import_and_claim_rows() {
+    let admin = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let postgres_up = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    let database = if postgres_up || in_ci {
+        "both"
+    } else {
+        eprintln!("SKIPPED (postgres): bench data runs on SQLite only");
+        "sqlite"
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_voice-agent"))
+        .args(["bench", "data", "--quick", "--database", database])
+        .env("RUST_LOG", "error")
+        .env("DATABASE_URL", &admin)
+        .output()
+        .expect("run voice-agent bench data");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench data failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let backends: &[&str] = if database == "both" {
+        &["sqlite", "postgres"]
+    } else {
+        &["sqlite"]
+    };
+    for backend in backends {
+        let import: Vec<&str> = stdout
+            .lines()
+            .find(|l| l.starts_with(backend) && l.split_whitespace().nth(1) == Some("10000"))
+            .unwrap_or_else(|| panic!("no {backend} import row in:\n{stdout}"))
+            .split_whitespace()
+            .collect();
+        let rows_per_s: f64 = import[4].parse().expect("rows/s is a number");
+        assert!(rows_per_s > 0.0, "{import:?}");
+        let claims: Vec<Vec<&str>> = stdout
+            .lines()
+            .filter(|l| l.starts_with(backend) && l.contains(" due "))
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(claims.len(), 2, "two claim cases for {backend}:\n{stdout}");
+        for c in claims {
+            // backend, case (two words), claims, p50, p99, max, leads/s
+            assert_eq!(c[c.len() - 5], "200", "{c:?}");
+            let p50: f64 = c[c.len() - 4].parse().unwrap();
+            let p99: f64 = c[c.len() - 3].parse().unwrap();
+            assert!(p50 > 0.0 && p50 <= p99, "{c:?}");
+        }
+    }
+}

@@ -59,8 +59,10 @@ impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
         // memory it costs no file writes (measured ~5% of the import). The setting cannot change
         // inside a transaction, hence a connection of its own. IMMEDIATE takes the write lock
         // now: a deferred transaction that read first could not upgrade to writing if another
-        // writer committed in between (SQLITE_BUSY_SNAPSHOT).
-        sqlx::raw_sql("PRAGMA temp_store = MEMORY; BEGIN IMMEDIATE")
+        // writer committed in between (SQLITE_BUSY_SNAPSHOT). A 64 MiB page cache (default
+        // 2 MiB) keeps the unique index's pages in memory: numbers arrive in random order, so
+        // each insert lands on a random page (measured at 1M leads: +25% rows/s).
+        sqlx::raw_sql("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536; BEGIN IMMEDIATE")
             .execute(&mut *conn)
             .await?;
         // Writers are serialised and this import now holds the lock, so the list cannot change
@@ -112,7 +114,7 @@ impl SqliteImporter {
             }
             sql.push_str(ROW);
         }
-        sql.push_str(" ON CONFLICT (campaign_id, phone) DO NOTHING");
+        sql.push_str(" ON CONFLICT (phone, campaign_id) DO NOTHING");
         self.insert_sql = Some((rows, sql.clone()));
         sql
     }

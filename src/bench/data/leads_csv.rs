@@ -35,11 +35,14 @@ const SOURCES: &[&str] = &["website", "facebook ad", "walk-in", "referral", "goo
 
 /// The `i`-th distinct Indian mobile number, `+91` and ten digits starting 6–9.
 ///
-/// `i * 7919 mod 10⁹` is a bijection on 0..10⁹ (7919 is prime to 10⁹), so numbers never repeat
-/// and are not sorted, as in a real list (the unique index sees random keys).
+/// `i * 618,033,989 mod 10⁹` is a bijection on 0..10⁹ (the multiplier is prime to 10⁹), so
+/// numbers never repeat. Consecutive rows land about 0.618 of the range apart (the golden ratio),
+/// so the list is in no useful order, as a real CRM export is: the unique index on the number
+/// sees keys at random positions. (The earlier small multiplier made rows nearly sorted, which
+/// flattered the import: SQLite inserted them about 1.8 times as fast as a shuffled list.)
 pub fn mobile(i: u64) -> String {
     let first = 6 + i % 4;
-    let rest = (i.wrapping_mul(7919).wrapping_add(104_729)) % 1_000_000_000;
+    let rest = (i.wrapping_mul(618_033_989).wrapping_add(104_729)) % 1_000_000_000;
     format!("+91{first}{rest:09}")
 }
 
