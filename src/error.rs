@@ -149,6 +149,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::UnsupportedMediaType("expected `Content-Type: application/json`".into())
             }
+            // A body over the limit (axum's 2 MB default) is 413, not a malformed request.
+            other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::PayloadTooLarge(format!("request body too large: {}", other.body_text()))
+            }
             other => ApiError::BadRequest("bad_request", other.body_text()),
         }
     }

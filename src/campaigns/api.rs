@@ -51,8 +51,6 @@ pub fn routes() -> Router<AppState> {
     request_body = CampaignInput,
     responses(
         (status = 201, description = "Created", body = Campaign),
-        (status = 400, description = "`malformed_json`: the body is not JSON", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: `name` missing, an unknown field or an invalid value", body = ErrorBody),
     )
 )]
@@ -134,10 +132,8 @@ async fn show(
     request_body = CampaignInput,
     responses(
         (status = 200, description = "The changed campaign", body = Campaign),
-        (status = 400, description = "`malformed_json`: the body is not JSON", body = ErrorBody),
         (status = 404, description = "`not_found`: no such campaign", body = ErrorBody),
         (status = 409, description = "`invalid_state`: the campaign is completed", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: an unknown field, `status`, or an invalid value", body = ErrorBody),
     )
 )]

@@ -107,8 +107,6 @@ struct AddDnc {
     request_body = AddDnc,
     responses(
         (status = 201, description = "Listed", body = DncEntry),
-        (status = 400, description = "`malformed_json`: the body is not JSON", body = ErrorBody),
-        (status = 415, description = "`unsupported_media_type`: not sent as `application/json`", body = ErrorBody),
         (status = 422, description = "`validation_failed`: not a phone number, or an unknown field", body = ErrorBody),
     )
 )]

@@ -282,7 +282,7 @@ async fn connect(
         Err(resp) => resp,
         Ok(sid) => {
             tokio::spawn(simulate_callee(h.clone(), sid.clone(), record));
-            let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+            let now = exotel_now();
             let body = json!({"Call": {
                 "Sid": sid, "ParentCallSid": null, "AccountSid": account,
                 "From": h.lock().calls.get(&sid).map(|c| c.from.clone()),
@@ -488,7 +488,7 @@ async fn send_callback(
     else {
         return;
     };
-    let now = chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string();
+    let now = exotel_now();
     let mut fields: Vec<(&str, String)> = vec![
         ("CallSid", sid.to_string()),
         ("Status", status.to_string()),
@@ -567,4 +567,12 @@ async fn details(
         "Direction": "outbound-api"
     }});
     axum::Json(body).into_response()
+}
+
+/// Now as Exotel writes times: `YYYY-MM-DD HH:mm:ss` in IST (India Standard Time), no zone.
+fn exotel_now() -> String {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Kolkata)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }

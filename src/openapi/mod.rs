@@ -45,7 +45,8 @@ qualification.
 Every error is `{\"error\": {\"code\": \"…\", \"message\": \"…\"}}` (the `ErrorBody` schema) \
 with the matching status. A path the service does not have answers 404 `not_found`; a method \
 a path does not support answers 405 `method_not_allowed`. Any operation may answer 500 \
-`internal`: the details are logged, never returned.
+`internal`: the details are logged, never returned. A JSON body over 2 MB is answered 413 \
+`payload_too_large`.
 
 When `API_KEY` is set, the REST API needs `Authorization: Bearer <API_KEY>`; `/health`, \
 these docs and the dashboard pages are public. The carrier's webhook and media stream carry \
@@ -150,6 +151,20 @@ pub fn document() -> Document {
             "500",
             "`internal`: an unexpected failure (logged, not returned)",
         );
+        // What every JSON body can be refused for, said once here rather than on each operation.
+        if takes_json(operation) {
+            add_error(operation, "400", "`malformed_json`: the body is not JSON");
+            add_error(
+                operation,
+                "413",
+                "`payload_too_large`: the JSON body is over 2 MB",
+            );
+            add_error(
+                operation,
+                "415",
+                "`unsupported_media_type`: not sent as `application/json`",
+            );
+        }
     }
     doc
 }
@@ -170,6 +185,16 @@ fn operations(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
         .into_iter()
         .filter_map(Option::as_mut)
     })
+}
+
+/// Whether the operation's body is JSON only, read by `ApiJson` (which answers 400, 413 and 415
+/// alike everywhere). Operations that take several body types read them their own way.
+fn takes_json(operation: &Operation) -> bool {
+    matches!(
+        &operation.request_body,
+        Some(utoipa::openapi::RefOr::T(body))
+            if body.content.len() == 1 && body.content.contains_key("application/json")
+    )
 }
 
 /// Adds an `ErrorBody` response for `status` unless the operation describes it already.
@@ -298,6 +323,9 @@ mod tests {
                 "{id}: undeclared tag {op_tags:?}"
             );
             assert!(op.responses.responses.contains_key("500"), "{id}");
+            if takes_json(op) {
+                assert!(op.responses.responses.contains_key("413"), "{id}");
+            }
         }
         assert!(ids.len() > 30, "only {} operations", ids.len());
     }

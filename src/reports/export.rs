@@ -16,20 +16,41 @@ use crate::store::{Campaign, ExportRow, Store};
 /// Leads per query and per chunk of the body.
 pub const PAGE: i64 = 500;
 
-/// The header row: fixed columns around one column per qualification field.
+const LEADING: [&str; 6] = ["lead_id", "name", "phone", "status", "outcome", "intent"];
+const TRAILING: [&str; 4] = ["attempts", "last_call_at", "summary", "recording_url"];
+
+/// The header row: fixed columns around one column per qualification field. A field named like
+/// a fixed column is headed `qualification.<name>`, so no header repeats.
 pub fn header(campaign: &Campaign) -> Vec<String> {
-    let mut columns: Vec<String> = ["lead_id", "name", "phone", "status", "outcome", "intent"]
-        .map(String::from)
-        .to_vec();
-    columns.extend(
-        campaign
-            .spec
-            .qualification_fields
-            .iter()
-            .map(|f| f.name.clone()),
-    );
-    columns.extend(["attempts", "last_call_at", "summary", "recording_url"].map(String::from));
+    let mut columns: Vec<String> = LEADING.map(String::from).to_vec();
+    columns.extend(campaign.spec.qualification_fields.iter().map(|f| {
+        if LEADING.contains(&f.name.as_str()) || TRAILING.contains(&f.name.as_str()) {
+            format!("qualification.{}", f.name)
+        } else {
+            f.name.clone()
+        }
+    }));
+    columns.extend(TRAILING.map(String::from));
     columns
+}
+
+/// Text a caller or the model wrote, made safe to open in a spreadsheet: a cell starting with
+/// `=`, `+`, `-`, `@`, tab or carriage return would be run as a formula (CSV injection), so it
+/// gets a leading `'`. Plain numbers (`-5`, `+3.5`) are left as they are.
+fn guard(text: String) -> String {
+    // The risky first characters are all ASCII, so `text[1..]` is on a char boundary.
+    let risky = text.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    if risky && !is_signed_number(&text[1..]) {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+/// `3`, `3.5`: what follows a sign in a plain number.
+fn is_signed_number(rest: &str) -> bool {
+    rest.starts_with(|c: char| c.is_ascii_digit())
+        && rest.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
 fn cell(v: Option<&Value>) -> String {
@@ -43,7 +64,7 @@ fn cell(v: Option<&Value>) -> String {
 fn record(row: &ExportRow, fields: &[String], full_numbers: bool) -> Vec<String> {
     let mut out = vec![
         row.id.to_string(),
-        row.name.clone().unwrap_or_default(),
+        guard(row.name.clone().unwrap_or_default()),
         if full_numbers {
             row.phone.clone()
         } else {
@@ -53,14 +74,14 @@ fn record(row: &ExportRow, fields: &[String], full_numbers: bool) -> Vec<String>
         row.outcome.clone().unwrap_or_default(),
         row.last_intent.clone().unwrap_or_default(),
     ];
-    out.extend(fields.iter().map(|f| cell(row.qualification.get(f))));
+    out.extend(fields.iter().map(|f| guard(cell(row.qualification.get(f)))));
     out.push(row.attempts.to_string());
     out.push(
         row.last_call_at
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default(),
     );
-    out.push(row.summary.clone().unwrap_or_default());
+    out.push(guard(row.summary.clone().unwrap_or_default()));
     out.push(row.recording_url.clone().unwrap_or_default());
     out
 }
@@ -134,6 +155,34 @@ mod tests {
             std::str::from_utf8(&csv).unwrap(),
             "1,\"Rao, \"\"Ravi\"\"\",\"line one\nline two\"\n"
         );
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_as_formulas_are_defused() {
+        for risky in [
+            "=HYPERLINK(\"http://x\",\"y\")",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+        ] {
+            assert_eq!(guard(risky.to_string()), format!("'{risky}"));
+        }
+        for (text, shown) in [
+            ("Asha", "Asha"),
+            ("-5", "-5"),
+            ("+3.5", "+3.5"),
+            ("42", "42"),
+            ("", ""),
+            ("a=b", "a=b"),
+            ("-", "'-"),
+            ("+.5", "'+.5"),
+            ("राम", "राम"),
+            ("é=1", "é=1"),
+        ] {
+            assert_eq!(guard(text.to_string()), shown, "{text:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ crate::on_both_backends!(
     campaign_with_only_a_name_gets_the_defaults,
     name_is_required,
     malformed_json_is_400_with_json_body,
+    oversized_json_is_413_and_creates_nothing,
     wrong_types_and_unknown_fields_are_422,
     json_body_needs_json_content_type,
     unknown_and_non_numeric_ids_are_404,
@@ -78,6 +79,27 @@ async fn malformed_json_is_400_with_json_body(app: TestApp) {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(error_code(res).await, "malformed_json");
+}
+
+/// Over axum's 2 MB body limit: 413 `payload_too_large`, not a 400, and no campaign.
+async fn oversized_json_is_413_and_creates_nothing(app: TestApp) {
+    let body = serde_json::json!({"name": "Big", "instructions": "x".repeat(3 * 1024 * 1024)});
+    let res = app
+        .client
+        .post(app.url("/campaigns"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(error_code(res).await, "payload_too_large");
+    let list: serde_json::Value = app.get_json("/campaigns").await;
+    assert_eq!(
+        list["campaigns"].as_array().map(Vec::len),
+        Some(0),
+        "{list}"
+    );
 }
 
 async fn wrong_types_and_unknown_fields_are_422(app: TestApp) {

@@ -2,56 +2,30 @@
 //! field, proper quoting) and call transcripts as JSON and as text.
 
 use serde_json::{Map, Value, json};
-use voice_agent::dialer::settle::settle_call;
-use voice_agent::store::{CallStatus, CarrierUpdate, ClaimRequest, TranscriptTurn};
+use voice_agent::store::{CallStatus, CarrierUpdate, TranscriptTurn};
 
-use crate::helpers::{TestApp, error_code};
+use crate::helpers::{TestApp, error_code, final_status, send_json, turn};
 
 crate::on_both_backends!(
     export_streams_every_lead_with_masked_numbers_and_quoting,
     export_refuses_unknown_campaigns_and_bad_options,
     transcript_is_served_as_json_and_as_text,
+    export_defuses_formulas_and_never_repeats_a_header,
 );
-
-/// Claims `n` due leads of a running campaign; returns their call ids.
-async fn claim(app: &TestApp, campaign: i64, n: i64) -> Vec<i64> {
-    let req = ClaimRequest {
-        campaign_id: campaign,
-        now: app.state.clock.now(),
-        campaign_cap: 100,
-        global_cap: 100,
-        limit: n,
-    };
-    let out = app
-        .state
-        .store
-        .claim_leads(&req, &|_| Ok(()))
-        .await
-        .unwrap();
-    out.claimed.iter().map(|c| c.call_id).collect()
-}
 
 /// The carrier's end of a call, then settlement, as the status webhook does it.
 async fn finish(app: &TestApp, call_id: i64, status: CallStatus, secs: i32, recording: &str) {
-    let store = app.state.store.as_ref();
     let now = app.state.clock.now();
-    store
+    app.state
+        .store
         .mark_dialing(call_id, &format!("CA-{call_id}"), now)
         .await
         .unwrap();
     let update = CarrierUpdate {
-        status: Some(status),
-        conversation_duration: Some(secs),
         recording_url: (!recording.is_empty()).then(|| recording.to_string()),
-        answered_at: (secs > 0).then_some(now),
-        ended_at: Some(now),
-        ..Default::default()
+        ..final_status(status, secs, now)
     };
-    store
-        .update_call_carrier(call_id, &update, now)
-        .await
-        .unwrap();
-    settle_call(store, call_id, now).await.unwrap();
+    app.carrier_ends(call_id, &update, now).await;
 }
 
 async fn export_streams_every_lead_with_masked_numbers_and_quoting(app: TestApp) {
@@ -68,10 +42,10 @@ async fn export_streams_every_lead_with_masked_numbers_and_quoting(app: TestApp)
     for i in 1..1203 {
         csv.push_str(&format!("98{i:08},Lead {i}\n"));
     }
-    let report: Value = app.upload(campaign, csv).await.json().await.unwrap();
+    let report = app.upload_report(campaign, csv).await;
     assert_eq!(report["imported"], 1203);
     app.post(&format!("/campaigns/{campaign}/start")).await;
-    let calls = claim(&app, campaign, 2).await;
+    let calls = app.claim_calls(campaign, 2).await;
     let store = &app.state.store;
     let mut q = Map::new();
     q.insert("budget".into(), json!("2 lakh"));
@@ -165,13 +139,10 @@ async fn export_streams_every_lead_with_masked_numbers_and_quoting(app: TestApp)
     );
 
     let full = app
-        .get(&format!(
+        .get_text(&format!(
             "/campaigns/{campaign}/export.csv?full_numbers=true"
         ))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .await;
     let mut reader = csv::Reader::from_reader(full.as_bytes());
     let phones: Vec<String> = reader
         .records()
@@ -196,46 +167,41 @@ async fn export_refuses_unknown_campaigns_and_bad_options(app: TestApp) {
     }
     // No leads: just the header.
     let text = app
-        .get(&format!("/campaigns/{campaign}/export.csv"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/campaigns/{campaign}/export.csv"))
+        .await;
     assert_eq!(
         text,
         "lead_id,name,phone,status,outcome,intent,attempts,last_call_at,summary,recording_url\n"
     );
 }
 
-fn turn(call_id: i64, seq: i32, speaker: &str, text: &str, started_ms: i64) -> TranscriptTurn {
+/// A turn that starts at `started_ms` and lasts 1.5 s.
+fn timed_turn(
+    call_id: i64,
+    seq: i32,
+    speaker: &str,
+    text: &str,
+    started_ms: i64,
+) -> TranscriptTurn {
     TranscriptTurn {
-        call_id,
-        seq,
-        speaker: speaker.into(),
-        text: text.into(),
         started_ms: Some(started_ms),
         ended_ms: Some(started_ms + 1500),
-        interrupted: false,
-        stt_ms: None,
-        llm_first_token_ms: None,
-        tts_first_byte_ms: None,
-        voice_to_voice_ms: None,
-        added_ms: None,
+        ..turn(call_id, seq, speaker, text)
     }
 }
 
 async fn transcript_is_served_as_json_and_as_text(app: TestApp) {
-    let campaign = app.create_campaign("Transcripts").await;
-    app.upload(campaign, "phone\n9876543210\n").await;
-    app.post(&format!("/campaigns/{campaign}/start")).await;
-    let call_id = claim(&app, campaign, 1).await[0];
+    let campaign = app
+        .started_campaign("Transcripts", "phone\n9876543210\n")
+        .await;
+    let call_id = app.claim_calls(campaign, 1).await[0];
     let store = &app.state.store;
     let now = app.state.clock.now();
-    let mut greeting = turn(call_id, 1, "agent", "Namaste Asha, this is", 0);
+    let mut greeting = timed_turn(call_id, 1, "agent", "Namaste Asha, this is", 0);
     greeting.interrupted = true;
-    let mut question = turn(call_id, 2, "caller", "Who is this?", 3249);
+    let mut question = timed_turn(call_id, 2, "caller", "Who is this?", 3249);
     question.stt_ms = Some(180);
-    let mut answer = turn(call_id, 3, "agent", "Asha from SunRise Solar.", 5100);
+    let mut answer = timed_turn(call_id, 3, "agent", "Asha from SunRise Solar.", 5100);
     answer.llm_first_token_ms = Some(320);
     answer.tts_first_byte_ms = Some(150);
     answer.voice_to_voice_ms = Some(780);
@@ -247,15 +213,7 @@ async fn transcript_is_served_as_json_and_as_text(app: TestApp) {
     let call: Value = app.get_json(&format!("/calls/{call_id}")).await;
     let url = call["transcript_url"].as_str().unwrap().to_string();
     assert_eq!(url, format!("{}/calls/{call_id}/transcript", app.base));
-    let v: Value = app
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = send_json(app.client.get(&url)).await;
     assert_eq!(v["call_id"], call_id);
     assert_eq!(v["turns"].as_array().unwrap().len(), 3);
     assert_eq!(
@@ -297,4 +255,37 @@ async fn transcript_is_served_as_json_and_as_text(app: TestApp) {
     let res = app.get("/calls/999/transcript").await;
     assert_eq!(res.status(), 404);
     assert_eq!(error_code(res).await, "not_found");
+}
+
+/// A name a spreadsheet would run (`=HYPERLINK(…)`) is exported with a leading `'`; a
+/// qualification field named like a fixed column gets a header of its own.
+async fn export_defuses_formulas_and_never_repeats_a_header(app: TestApp) {
+    let res = app
+        .post_json(
+            "/campaigns",
+            json!({"name": "Formulas", "qualification_fields": [{"name": "status"}]}),
+        )
+        .await;
+    let campaign = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+    let csv = "phone,name\n9800000001,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n9800000002,-5\n";
+    assert_eq!(
+        app.upload_report(campaign, csv.to_string()).await["imported"],
+        2
+    );
+    let text = app
+        .get_text(&format!("/campaigns/{campaign}/export.csv"))
+        .await;
+    let mut rows = csv::Reader::from_reader(text.as_bytes());
+    let header: Vec<String> = rows.headers().unwrap().iter().map(String::from).collect();
+    let mut seen = std::collections::HashSet::new();
+    assert!(header.iter().all(|h| seen.insert(h.clone())), "{header:?}");
+    assert!(
+        header.contains(&"qualification.status".to_string()),
+        "{header:?}"
+    );
+    let names: Vec<String> = rows
+        .records()
+        .map(|r| r.unwrap().get(1).unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["'=HYPERLINK(\"http://x\",\"y\")", "-5"]);
 }
