@@ -61,6 +61,11 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
     panic!("service did not become healthy");
 }
 
+/// Sends `request` and parses the body as JSON.
+async fn send_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn count(db: &str, sql: &'static str) -> i64 {
     let mut conn = SqliteConnection::connect(db).await.unwrap();
     sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
@@ -102,30 +107,22 @@ async fn killing_the_service_mid_call_keeps_the_turns_and_loses_no_lead() {
     let mut child = start_service(&envs);
     wait_healthy(&http, &base).await;
 
-    let campaign: Value = http
-        .post(format!("{base}/campaigns"))
-        .json(&json!({"name": "Kill", "timezone": midday_zone(),
-            "calling_window": {"start": "09:00", "end": "21:00", "weekdays": ["mon","tue","wed","thu","fri","sat","sun"]}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let campaign = send_json(
+        http.post(format!("{base}/campaigns"))
+            .json(&json!({"name": "Kill", "timezone": midday_zone(),
+            "calling_window": {"start": "09:00", "end": "21:00", "weekdays": ["mon","tue","wed","thu","fri","sat","sun"]}})),
+    )
+    .await;
     let id = campaign["id"].as_i64().unwrap();
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(std::fs::read(&csv_path).unwrap()).file_name("leads.csv"),
     );
-    let report: Value = http
-        .post(format!("{base}/campaigns/{id}/upload-csv"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = send_json(
+        http.post(format!("{base}/campaigns/{id}/upload-csv"))
+            .multipart(form),
+    )
+    .await;
     assert_eq!(report["imported"], 3);
     http.post(format!("{base}/campaigns/{id}/start"))
         .send()
@@ -161,14 +158,7 @@ async fn killing_the_service_mid_call_keeps_the_turns_and_loses_no_lead() {
     wait_healthy(&http, &base).await;
     let mut status = Value::Null;
     for _ in 0..900 {
-        let c: Value = http
-            .get(format!("{base}/campaigns/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c = send_json(http.get(format!("{base}/campaigns/{id}"))).await;
         status = c["status"].clone();
         if status == "completed" {
             break;

@@ -2,32 +2,14 @@
 //! known rates), and real values after live calls over real sockets against the emulators.
 
 use serde_json::{Map, Value, json};
-use voice_agent::dialer::settle::settle_call;
-use voice_agent::store::{CallStatus, CallUsage, CarrierUpdate, ClaimRequest, TranscriptTurn};
+use voice_agent::store::{CallStatus, CallUsage, TranscriptTurn};
 
-use crate::helpers::{Backend, TestApp, error_code, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, TestApp, error_code, final_status, spawn_app, spawn_app_with, turn};
 
 crate::on_each_backend!(
     unknown_campaign_is_404_and_an_empty_one_is_all_zeros,
     analytics_and_dashboard_count_seeded_calls_exactly,
 );
-
-async fn claim(app: &TestApp, campaign: i64, n: i64) -> Vec<i64> {
-    let req = ClaimRequest {
-        campaign_id: campaign,
-        now: app.state.clock.now(),
-        campaign_cap: 100,
-        global_cap: 100,
-        limit: n,
-    };
-    let out = app
-        .state
-        .store
-        .claim_leads(&req, &|_| Ok(()))
-        .await
-        .unwrap();
-    out.claimed.iter().map(|c| c.call_id).collect()
-}
 
 /// How a seeded call went.
 struct Seed {
@@ -52,18 +34,11 @@ async fn seed(app: &TestApp, call_id: i64, s: Seed) {
     }
     for (i, (stt, llm, v2v)) in s.turns.into_iter().enumerate() {
         let turn = TranscriptTurn {
-            call_id,
-            seq: i as i32 + 1,
-            speaker: "agent".into(),
-            text: "Hello".into(),
             started_ms: Some(i as i64 * 1000),
-            ended_ms: None,
-            interrupted: false,
             stt_ms: stt,
             llm_first_token_ms: llm,
-            tts_first_byte_ms: None,
             voice_to_voice_ms: v2v,
-            added_ms: None,
+            ..turn(call_id, i as i32 + 1, "agent", "Hello")
         };
         store.add_turn(&turn, now).await.unwrap();
     }
@@ -80,18 +55,8 @@ async fn seed(app: &TestApp, call_id: i64, s: Seed) {
     if s.streamed {
         store.end_media(call_id, now).await.unwrap();
     }
-    let update = CarrierUpdate {
-        status: Some(s.status),
-        conversation_duration: Some(s.secs),
-        answered_at: (s.secs > 0).then_some(now),
-        ended_at: Some(now),
-        ..Default::default()
-    };
-    store
-        .update_call_carrier(call_id, &update, now)
-        .await
-        .unwrap();
-    settle_call(store, call_id, now).await.unwrap();
+    app.carrier_ends(call_id, &final_status(s.status, s.secs, now), now)
+        .await;
 }
 
 fn usage(prompt: u32, completion: u32, chars: u32) -> CallUsage {
@@ -115,11 +80,9 @@ async fn analytics_and_dashboard_count_seeded_calls_exactly(backend: Backend) {
     else {
         return;
     };
-    let campaign = app.create_campaign("Numbers").await;
     let csv: String = (0..6).fold("phone\n".into(), |acc, i| acc + &format!("98765{i:05}\n"));
-    app.upload(campaign, csv).await;
-    app.post(&format!("/campaigns/{campaign}/start")).await;
-    let calls = claim(&app, campaign, 5).await;
+    let campaign = app.started_campaign("Numbers", csv).await;
+    let calls = app.claim_calls(campaign, 5).await;
     let none = || Seed {
         status: CallStatus::Completed,
         secs: 0,
@@ -191,10 +154,8 @@ async fn analytics_and_dashboard_count_seeded_calls_exactly(backend: Backend) {
     .await;
 
     // Another campaign with a call live right now: counted in the totals only.
-    let other = app.create_campaign("Other").await;
-    app.upload(other, "phone\n9812312312\n").await;
-    app.post(&format!("/campaigns/{other}/start")).await;
-    let live = claim(&app, other, 1).await[0];
+    let other = app.started_campaign("Other", "phone\n9812312312\n").await;
+    let live = app.claim_calls(other, 1).await[0];
     seed(
         &app,
         live,

@@ -7,12 +7,14 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 use tokio::net::TcpListener;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use voice_agent::config::Settings;
 use voice_agent::startup::AppState;
+use voice_agent::store::{CallStatus, CarrierUpdate, ClaimRequest, Claimed, TranscriptTurn};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -103,6 +105,108 @@ impl TestApp {
             .await
             .expect("upload")
     }
+
+    /// Uploads `csv` and returns the import report.
+    pub async fn upload_report(&self, campaign: i64, csv: impl Into<Vec<u8>>) -> serde_json::Value {
+        self.upload(campaign, csv).await.json().await.unwrap()
+    }
+
+    /// Creates a campaign, uploads `csv` and starts it; returns its id.
+    pub async fn started_campaign(&self, name: &str, csv: impl Into<Vec<u8>>) -> i64 {
+        let campaign = self.create_campaign(name).await;
+        self.upload(campaign, csv).await;
+        self.post(&format!("/campaigns/{campaign}/start")).await;
+        campaign
+    }
+
+    /// GET and return the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// The path of Exotel's status webhook, with the secret.
+    pub fn status_webhook_url(&self) -> String {
+        format!(
+            "/webhooks/exotel/status?secret={}",
+            self.state.settings.webhook_secret.expose()
+        )
+    }
+
+    /// Claims up to `limit` due leads of a running campaign at `now`, as the dialer does.
+    pub async fn claim(
+        &self,
+        campaign: i64,
+        now: DateTime<Utc>,
+        cap: i64,
+        limit: i64,
+    ) -> Vec<Claimed> {
+        let req = ClaimRequest {
+            campaign_id: campaign,
+            now,
+            campaign_cap: cap,
+            global_cap: cap,
+            limit,
+        };
+        self.state
+            .store
+            .claim_leads(&req, &|_| Ok(()))
+            .await
+            .unwrap()
+            .claimed
+    }
+
+    /// Claims `n` due leads of a running campaign now; returns their call ids.
+    pub async fn claim_calls(&self, campaign: i64, n: i64) -> Vec<i64> {
+        let now = self.state.clock.now();
+        let claimed = self.claim(campaign, now, 100, n).await;
+        claimed.iter().map(|c| c.call_id).collect()
+    }
+
+    /// The carrier's end of a call, then settlement, as the status webhook does it.
+    pub async fn carrier_ends(&self, call_id: i64, update: &CarrierUpdate, now: DateTime<Utc>) {
+        let store = self.state.store.as_ref();
+        store
+            .update_call_carrier(call_id, update, now)
+            .await
+            .unwrap();
+        voice_agent::dialer::settle::settle_call(store, call_id, now)
+            .await
+            .unwrap();
+    }
+}
+
+/// A final carrier status at `now` after `secs` of conversation (answered when `secs > 0`).
+pub fn final_status(status: CallStatus, secs: i32, now: DateTime<Utc>) -> CarrierUpdate {
+    CarrierUpdate {
+        status: Some(status),
+        conversation_duration: Some(secs),
+        answered_at: (secs > 0).then_some(now),
+        ended_at: Some(now),
+        ..Default::default()
+    }
+}
+
+/// A transcript turn with nothing but its text; timings are set by the caller.
+pub fn turn(call_id: i64, seq: i32, speaker: &str, text: &str) -> TranscriptTurn {
+    TranscriptTurn {
+        call_id,
+        seq,
+        speaker: speaker.into(),
+        text: text.into(),
+        started_ms: None,
+        ended_ms: None,
+        interrupted: false,
+        stt_ms: None,
+        llm_first_token_ms: None,
+        tts_first_byte_ms: None,
+        voice_to_voice_ms: None,
+        added_ms: None,
+    }
+}
+
+/// Sends `request` and parses the body as JSON.
+pub async fn send_json(request: reqwest::RequestBuilder) -> serde_json::Value {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 /// Reads a JSON error body and returns its `code`, checking the shape on the way.

@@ -83,12 +83,7 @@ async fn second_upload_skips_numbers_already_in_the_campaign(app: TestApp) {
 
     // The same number may be a lead in another campaign.
     let other = app.create_campaign("Other").await;
-    let report: Value = app
-        .upload(other, "phone\n9876543210\n")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app.upload_report(other, "phone\n9876543210\n").await;
     assert_eq!(report["imported"], 1);
 }
 
@@ -98,12 +93,9 @@ async fn do_not_call_numbers_are_skipped_and_counted(app: TestApp) {
         .await;
     assert_eq!(res.status(), 201);
     let id = app.create_campaign("DNC").await;
-    let report: Value = app
-        .upload(id, "phone\n+919876543210\n9876543211\n")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app
+        .upload_report(id, "phone\n+919876543210\n9876543211\n")
+        .await;
     assert_eq!(report["imported"], 1);
     assert_eq!(report["do_not_call"], 1);
     let page = lead_list(&app, id, "").await;
@@ -185,7 +177,7 @@ async fn batches_larger_than_one_transaction_chunk_all_arrive(app: TestApp) {
     }
     // Plus one duplicate of the first row at the very end (across batches).
     csv.push_str("9800000000,Again,s0\n");
-    let report: Value = app.upload(id, csv).await.json().await.unwrap();
+    let report = app.upload_report(id, csv).await;
     assert_eq!(report["total"], 5_001);
     assert_eq!(report["imported"], 5_000);
     assert_eq!(report["duplicates"], 1);
@@ -221,7 +213,7 @@ async fn leads_are_paginated_and_filtered_by_status(app: TestApp) {
 async fn shipped_example_csv_imports(app: TestApp) {
     let id = app.create_campaign("Example").await;
     let csv = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/leads.csv")).unwrap();
-    let report: Value = app.upload(id, csv).await.json().await.unwrap();
+    let report = app.upload_report(id, csv).await;
     assert!(report["imported"].as_u64().unwrap() >= 15, "{report}");
     assert!(report["invalid_count"].as_u64().unwrap() >= 2, "{report}");
     assert_eq!(report["duplicates"], 1, "{report}");

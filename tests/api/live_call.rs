@@ -7,12 +7,13 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use voice_agent::config::Secret;
 use voice_agent::emulators::{Running, deepgram, elevenlabs, openai, speech};
-use voice_agent::store::ClaimRequest;
+use voice_agent::store::TranscriptTurn;
 
-use crate::helpers::{Backend, TestApp, eventually, spawn_app_with};
+use crate::helpers::{Backend, TestApp, eventually, send_json, spawn_app_with};
 
 pub struct LiveRig {
     pub app: TestApp,
@@ -74,18 +75,7 @@ pub async fn live_rig_with(
     app.upload(campaign_id, "phone,name\n9876543210,Asha\n")
         .await;
     app.post(&format!("/campaigns/{campaign_id}/start")).await;
-    let store = &app.state.store;
-    let now = app.state.clock.now();
-    let req = ClaimRequest {
-        campaign_id,
-        now,
-        campaign_cap: 10,
-        global_cap: 10,
-        limit: 1,
-    };
-    let claimed = store.claim_leads(&req, &|_| Ok(())).await.unwrap();
-    let call_id = claimed.claimed[0].call_id;
-    store.mark_dialing(call_id, "CA-live-1", now).await.unwrap();
+    let call_id = dial_next(&app, campaign_id, "CA-live-1").await;
     Some(LiveRig {
         app,
         call_id,
@@ -94,6 +84,70 @@ pub async fn live_rig_with(
         llm,
         tts: el,
         _emulators: vec![dg_run, oa_run, el_run],
+    })
+}
+
+/// The rig with the default Deepgram and a short English greeting.
+pub async fn hello_rig(backend: Backend) -> Option<LiveRig> {
+    live_rig(backend, HELLO, "en-IN", deepgram::Config::default()).await
+}
+
+/// The rig with the default Deepgram and the full English sales greeting, `GREETING`.
+pub async fn greeting_rig(backend: Backend) -> Option<LiveRig> {
+    live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await
+}
+
+/// Claims the campaign's next due lead and marks its call dialled as `call_sid`; returns the call.
+pub async fn dial_next(app: &TestApp, campaign_id: i64, call_sid: &str) -> i64 {
+    let now = app.state.clock.now();
+    let call_id = app.claim(campaign_id, now, 10, 1).await[0].call_id;
+    app.state
+        .store
+        .mark_dialing(call_id, call_sid, now)
+        .await
+        .unwrap();
+    call_id
+}
+
+/// One 429 (retry after 200 ms) from the LLM.
+pub fn rate_limited_once() -> openai::Faults {
+    openai::Faults {
+        rate_limited: 1,
+        retry_after: Some(Duration::from_millis(200)),
+        ..Default::default()
+    }
+}
+
+/// TTS at half real time whose first socket is cut after one second: the greeting (about five
+/// seconds of speech, `SHORT_GREETING`) is still being generated when it goes.
+pub fn tts_dropping_mid_greeting() -> elevenlabs::Config {
+    elevenlabs::Config {
+        real_time_factor: 0.5,
+        faults: elevenlabs::Faults {
+            drop_ws_after: Some(Duration::from_secs(1)),
+            drop_first_ws: 1,
+            ..Default::default()
+        },
+        ..elevenlabs::Config::fast()
+    }
+}
+
+/// Polls `path` every 100 ms, `polls` times, collecting the entries of its array `field`.
+pub fn watch(
+    app: &TestApp,
+    path: &str,
+    field: &'static str,
+    polls: usize,
+) -> JoinHandle<Vec<Value>> {
+    let (client, url) = (app.client.clone(), app.url(path));
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..polls {
+            let v = send_json(client.get(&url)).await;
+            seen.extend(v[field].as_array().cloned().unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        seen
     })
 }
 
@@ -118,6 +172,52 @@ pub struct Script {
     pub during_greeting: Option<(&'static str, Duration)>,
     pub hang_up_after: Option<Duration>,
     pub max: Duration,
+}
+
+impl Script {
+    /// Says `lines`, neither during the greeting nor hanging up, for at most `max_secs`.
+    pub fn saying(lines: Vec<&'static str>, max_secs: u64) -> Self {
+        Script {
+            lines,
+            during_greeting: None,
+            hang_up_after: None,
+            max: Duration::from_secs(max_secs),
+        }
+    }
+
+    /// Also ends the call from the caller's side `after` the start.
+    pub fn hanging_up_after(self, after: Duration) -> Self {
+        Script {
+            hang_up_after: Some(after),
+            ..self
+        }
+    }
+
+    /// Also says `line` `after` into the greeting.
+    pub fn interrupting(self, line: &'static str, after: Duration) -> Self {
+        Script {
+            during_greeting: Some((line, after)),
+            ..self
+        }
+    }
+
+    /// An interested caller who agrees twice, until the agent hangs up (a minute at most).
+    pub fn interested() -> Self {
+        Script::saying(
+            vec![
+                "Yes, I am interested. Tell me more.",
+                "Yes, that works for me.",
+                "Yes, that works for me.",
+            ],
+            60,
+        )
+    }
+}
+
+/// Runs the caller and returns what it heard, once it is done.
+pub async fn hear(app: &TestApp, script: Script) -> Heard {
+    let heard = run_caller(app, script).await;
+    std::mem::take(&mut *heard.lock().unwrap())
 }
 
 pub async fn run_caller(app: &TestApp, script: Script) -> Arc<Mutex<Heard>> {
@@ -287,11 +387,25 @@ pub async fn run_caller_as(
     heard
 }
 
-async fn turns(app: &TestApp, call_id: i64) -> Vec<voice_agent::store::TranscriptTurn> {
+async fn turns(app: &TestApp, call_id: i64) -> Vec<TranscriptTurn> {
     app.state.store.turns_of_call(call_id).await.unwrap()
 }
 
-const GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+/// The call's turns once there are at least `n` of them (within 10 s).
+async fn turns_at_least(app: &TestApp, call_id: i64, n: usize, what: &str) -> Vec<TranscriptTurn> {
+    eventually(10, what, || async {
+        let t = turns(app, call_id).await;
+        (t.len() >= n).then_some(t)
+    })
+    .await
+}
+
+pub const GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+
+/// A greeting of about five seconds of speech.
+pub const SHORT_GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?";
+
+const HELLO: &str = "Hello {name}, do you have a minute?";
 
 crate::on_each_backend!(
     full_call_greets_talks_records_outcome_and_hangs_up,
@@ -307,31 +421,13 @@ crate::on_each_backend!(
 );
 
 async fn tts_socket_dropping_mid_turn_is_finished_over_http(backend: Backend) {
-    // Generation at half real time, and the first TTS socket cut after one second: the greeting
-    // (about five seconds of speech) is still being generated when it goes.
-    let el = elevenlabs::Config {
-        real_time_factor: 0.5,
-        faults: elevenlabs::Faults {
-            drop_ws_after: Some(Duration::from_secs(1)),
-            drop_first_ws: 1,
-            ..Default::default()
-        },
-        ..elevenlabs::Config::fast()
-    };
-    let greeting = "Namaste {name}, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?";
-    let Some(rig) =
-        live_rig_with(backend, greeting, "en-IN", deepgram::Config::default(), el).await
-    else {
+    let el = tts_dropping_mid_greeting();
+    let dg = deepgram::Config::default();
+    let Some(rig) = live_rig_with(backend, SHORT_GREETING, "en-IN", dg, el).await else {
         return;
     };
-    let script = Script {
-        lines: vec![],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(12)),
-        max: Duration::from_secs(20),
-    };
-    let heard = run_caller(&rig.app, script).await;
-    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    let script = Script::saying(vec![], 20).hanging_up_after(Duration::from_secs(12));
+    let heard = hear(&rig.app, script).await;
     assert!(
         heard.text.starts_with("Namaste Asha, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?"),
         "the whole greeting was heard: {:?}",
@@ -345,22 +441,11 @@ async fn tts_socket_dropping_mid_turn_is_finished_over_http(backend: Backend) {
 }
 
 async fn an_unknown_stream_is_an_inbound_call_from_a_new_contact(backend: Backend) {
-    let Some(rig) = live_rig(
-        backend,
-        "Hello {name}, do you have a minute?",
-        "en-IN",
-        deepgram::Config::default(),
-    )
-    .await
-    else {
+    let Some(rig) = hello_rig(backend).await else {
         return;
     };
-    let script = Script {
-        lines: vec!["What is this about?"],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(9)),
-        max: Duration::from_secs(20),
-    };
+    let script =
+        Script::saying(vec!["What is this about?"], 20).hanging_up_after(Duration::from_secs(9));
     run_caller_as(&rig.app, script, "CA-inbound-7", "+919812312312").await;
     let store = &rig.app.state.store;
     let lead = eventually(10, "inbound lead", || async {
@@ -404,22 +489,17 @@ async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
     else {
         return;
     };
-    let script = Script {
-        lines: vec!["Yes, I am interested in rooftop solar panels for my house. Tell me more."],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(16)),
-        max: Duration::from_secs(30),
-    };
+    let script = Script::saying(
+        vec!["Yes, I am interested in rooftop solar panels for my house. Tell me more."],
+        30,
+    )
+    .hanging_up_after(Duration::from_secs(16));
     run_caller(&rig.app, script).await;
     assert!(
         rig.dg.stats().connections >= 2,
         "the STT socket was dropped and reopened"
     );
-    let turns = eventually(10, "turns", || async {
-        let t = turns(&rig.app, rig.call_id).await;
-        (t.len() >= 3).then_some(t)
-    })
-    .await;
+    let turns = turns_at_least(&rig.app, rig.call_id, 3, "turns").await;
     assert_eq!(
         turns[1].text,
         "Yes, I am interested in rooftop solar panels for my house. Tell me more."
@@ -428,27 +508,12 @@ async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
 }
 
 async fn llm_rate_limit_is_retried_within_the_turn(backend: Backend) {
-    let Some(rig) = live_rig(
-        backend,
-        "Hello {name}, do you have a minute?",
-        "en-IN",
-        deepgram::Config::default(),
-    )
-    .await
-    else {
+    let Some(rig) = hello_rig(backend).await else {
         return;
     };
-    rig.llm.set_faults(openai::Faults {
-        rate_limited: 1,
-        retry_after: Some(Duration::from_millis(200)),
-        ..Default::default()
-    });
-    let script = Script {
-        lines: vec!["What is this about?"],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(10)),
-        max: Duration::from_secs(20),
-    };
+    rig.llm.set_faults(rate_limited_once());
+    let script =
+        Script::saying(vec!["What is this about?"], 20).hanging_up_after(Duration::from_secs(10));
     let heard = run_caller(&rig.app, script).await;
     assert!(
         !heard.lock().unwrap().text.contains("one moment"),
@@ -464,28 +529,14 @@ async fn llm_rate_limit_is_retried_within_the_turn(backend: Backend) {
 }
 
 async fn llm_never_answering_gives_a_filler_then_a_graceful_end(backend: Backend) {
-    let Some(rig) = live_rig(
-        backend,
-        "Hello {name}, do you have a minute?",
-        "en-IN",
-        deepgram::Config::default(),
-    )
-    .await
-    else {
+    let Some(rig) = hello_rig(backend).await else {
         return;
     };
     rig.llm.set_faults(openai::Faults {
         hangs: 10,
         ..Default::default()
     });
-    let script = Script {
-        lines: vec!["What is this about?"],
-        during_greeting: None,
-        hang_up_after: None,
-        max: Duration::from_secs(30),
-    };
-    let heard = run_caller(&rig.app, script).await;
-    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    let heard = hear(&rig.app, Script::saying(vec!["What is this about?"], 30)).await;
     assert!(
         heard.text.contains("one moment"),
         "a filler instead of silence: {}",
@@ -504,12 +555,8 @@ async fn hindi_passes_through_intact(backend: Backend) {
     let Some(rig) = live_rig(backend, greeting, "hi-IN", deepgram::Config::default()).await else {
         return;
     };
-    let script = Script {
-        lines: vec!["हाँ, मुझे दिलचस्पी है।"],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(12)),
-        max: Duration::from_secs(20),
-    };
+    let script =
+        Script::saying(vec!["हाँ, मुझे दिलचस्पी है।"], 20).hanging_up_after(Duration::from_secs(12));
     let heard = run_caller(&rig.app, script).await;
     assert!(
         heard
@@ -535,32 +582,12 @@ async fn hindi_passes_through_intact(backend: Backend) {
 }
 
 async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
-    let script = Script {
-        lines: vec![
-            "Yes, I am interested. Tell me more.",
-            "Yes, that works for me.",
-            "Yes, that works for me.",
-        ],
-        during_greeting: None,
-        hang_up_after: None,
-        max: Duration::from_secs(60),
-    };
     // Watch /debug/sessions while the call runs.
-    let (client, url) = (rig.app.client.clone(), rig.app.url("/debug/sessions"));
-    let watcher = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for _ in 0..150 {
-            let v: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
-            seen.extend(v["sessions"].as_array().cloned().unwrap_or_default());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        seen
-    });
-    let heard = run_caller(&rig.app, script).await;
-    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    let watcher = watch(&rig.app, "/debug/sessions", "sessions", 150);
+    let heard = hear(&rig.app, Script::interested()).await;
     assert!(heard.closed_by_bot, "the agent hung up");
     assert!(
         heard
@@ -577,11 +604,7 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
     assert!(heard.first_audio_after_start.unwrap() < Duration::from_secs(2));
 
     let call_id = rig.call_id;
-    let turns = eventually(10, "turns stored", || async {
-        let t = turns(&rig.app, call_id).await;
-        (t.len() >= 4).then_some(t)
-    })
-    .await;
+    let turns = turns_at_least(&rig.app, call_id, 4, "turns stored").await;
     assert_eq!(turns[0].speaker, "agent");
     assert!(turns[0].text.starts_with("Namaste Asha"));
     assert_eq!(turns[1].speaker, "caller");
@@ -624,25 +647,18 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
 }
 
 async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
-    let script = Script {
-        lines: vec!["Yes, that works for me."],
-        during_greeting: Some((
+    let script = Script::saying(vec!["Yes, that works for me."], 30)
+        .interrupting(
             "Wait, wait, what is this about?",
             Duration::from_millis(1500),
-        )),
-        hang_up_after: Some(Duration::from_secs(14)),
-        max: Duration::from_secs(30),
-    };
+        )
+        .hanging_up_after(Duration::from_secs(14));
     let heard = run_caller(&rig.app, script).await;
     assert!(heard.lock().unwrap().clears >= 1, "playback was cleared");
-    let turns = eventually(10, "turns", || async {
-        let t = turns(&rig.app, rig.call_id).await;
-        (t.len() >= 3).then_some(t)
-    })
-    .await;
+    let turns = turns_at_least(&rig.app, rig.call_id, 3, "turns").await;
     let greeting = &turns[0];
     assert!(greeting.interrupted, "{greeting:?}");
     let full = "Namaste Asha, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
@@ -662,17 +678,13 @@ async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
 }
 
 async fn backchannel_does_not_interrupt_the_agent(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
-    let script = Script {
-        lines: vec![],
-        during_greeting: Some(("haan", Duration::from_millis(1500))),
-        hang_up_after: Some(Duration::from_secs(12)),
-        max: Duration::from_secs(30),
-    };
-    let heard = run_caller(&rig.app, script).await;
-    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    let script = Script::saying(vec![], 30)
+        .interrupting("haan", Duration::from_millis(1500))
+        .hanging_up_after(Duration::from_secs(12));
+    let heard = hear(&rig.app, script).await;
     assert_eq!(heard.clears, 0, "no clear for a backchannel");
     assert!(
         heard.text.contains("Do you have a minute?"),
@@ -689,15 +701,11 @@ async fn backchannel_does_not_interrupt_the_agent(backend: Backend) {
 }
 
 async fn caller_hanging_up_mid_sentence_keeps_everything_said(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
-    let script = Script {
-        lines: vec!["Yes, I am interested. Tell me more."],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_millis(12_500)),
-        max: Duration::from_secs(30),
-    };
+    let script = Script::saying(vec!["Yes, I am interested. Tell me more."], 30)
+        .hanging_up_after(Duration::from_millis(12_500));
     run_caller(&rig.app, script).await;
     let call = eventually(15, "call ended", || async {
         let c = rig.app.state.store.get_call(rig.call_id).await.unwrap();

@@ -2,16 +2,11 @@
 //! interested, one not), then the carrier's final status; analytics, dashboard, export,
 //! transcript and the webhook outbox must show what happened.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
-use voice_agent::emulators::deepgram;
-use voice_agent::store::{ClaimRequest, TranscriptTurn};
+use voice_agent::store::TranscriptTurn;
 
 use crate::helpers::{Backend, TestApp, eventually};
-use crate::live_call::{Script, live_rig, run_caller_as};
-
-const GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+use crate::live_call::{GREETING, Script, dial_next, greeting_rig, run_caller_as, watch};
 
 crate::on_each_backend!(live_calls_show_real_values_in_every_report);
 
@@ -34,7 +29,7 @@ fn close(a: &Value, b: f64) -> bool {
 }
 
 async fn live_calls_show_real_values_in_every_report(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
     let app = &rig.app;
@@ -49,45 +44,13 @@ async fn live_calls_show_real_values_in_every_report(backend: Backend) {
     // A second lead, dialled as CA-live-2.
     app.upload(campaign, "phone,name\n9812345678,Ravi\n").await;
     let store = &app.state.store;
-    let now = app.state.clock.now();
-    let req = ClaimRequest {
-        campaign_id: campaign,
-        now,
-        campaign_cap: 10,
-        global_cap: 10,
-        limit: 1,
-    };
-    let second = store.claim_leads(&req, &|_| Ok(())).await.unwrap().claimed[0].call_id;
-    store.mark_dialing(second, "CA-live-2", now).await.unwrap();
+    let second = dial_next(app, campaign, "CA-live-2").await;
     let calls = [rig.call_id, second];
 
     // Watch the dashboard while both calls run.
-    let (client, url) = (app.client.clone(), app.url("/dashboard"));
-    let watcher = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        for _ in 0..100 {
-            let v: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
-            seen.extend(v["live_calls"].as_array().cloned().unwrap_or_default());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        seen
-    });
-    let interested = Script {
-        lines: vec![
-            "Yes, I am interested. Tell me more.",
-            "Yes, that works for me.",
-            "Yes, that works for me.",
-        ],
-        during_greeting: None,
-        hang_up_after: None,
-        max: Duration::from_secs(60),
-    };
-    let refusing = Script {
-        lines: vec!["No, I am not interested."],
-        during_greeting: None,
-        hang_up_after: None,
-        max: Duration::from_secs(40),
-    };
+    let watcher = watch(app, "/dashboard", "live_calls", 100);
+    let interested = Script::interested();
+    let refusing = Script::saying(vec!["No, I am not interested."], 40);
     let (h1, h2) = tokio::join!(
         run_caller_as(app, interested, "CA-live-1", "+919876543210"),
         run_caller_as(app, refusing, "CA-live-2", "+919812345678"),
@@ -103,10 +66,7 @@ async fn live_calls_show_real_values_in_every_report(backend: Backend) {
         deliveries(app, campaign).await.is_empty(),
         "no webhook before the carrier's final status"
     );
-    let status_url = format!(
-        "/webhooks/exotel/status?secret={}",
-        app.state.settings.webhook_secret.expose()
-    );
+    let status_url = app.status_webhook_url();
     for (sid, secs) in [("CA-live-1", "65"), ("CA-live-2", "30")] {
         let res = app
             .post_json(
@@ -225,11 +185,8 @@ async fn live_calls_show_real_values_in_every_report(backend: Backend) {
 
     // Export and transcript.
     let text = app
-        .get(&format!("/campaigns/{campaign}/export.csv"))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/campaigns/{campaign}/export.csv"))
+        .await;
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 2);
@@ -245,11 +202,8 @@ async fn live_calls_show_real_values_in_every_report(backend: Backend) {
     );
 
     let transcript = app
-        .get(&format!("/calls/{}/transcript?format=txt", calls[0]))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .get_text(&format!("/calls/{}/transcript?format=txt", calls[0]))
+        .await;
     let lines: Vec<&str> = transcript.lines().collect();
     let stored = store.turns_of_call(calls[0]).await.unwrap();
     assert_eq!(lines.len(), stored.len());

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use serde_json::json;
 use voice_agent::config::{Secret, Settings};
-use voice_agent::emulators::{deepgram, elevenlabs, openai};
+use voice_agent::emulators::deepgram;
 use voice_agent::store::TranscriptTurn;
 
 use crate::dialer::{fast, rig, running_campaign};
 use crate::helpers::{Backend, TestApp, eventually, spawn_app};
-use crate::live_call::{Script, live_rig, live_rig_with, run_caller};
+use crate::live_call::{
+    SHORT_GREETING, Script, greeting_rig, hear, hello_rig, live_rig_with, rate_limited_once,
+    run_caller, tts_dropping_mid_greeting,
+};
 
 /// One sample line of the exposition.
 #[derive(Debug)]
@@ -122,7 +125,16 @@ pub async fn scrape(app: &TestApp) -> Scrape {
     scrape_url(&app.client, &app.url("/metrics")).await
 }
 
-const GREETING: &str = "Namaste {name}, this is Asha from SunRise Solar. We help families save on power bills with rooftop solar panels. Do you have a minute?";
+/// The scrape once the one call is over: no call active, its outcome counted.
+async fn settled(app: &TestApp, what: &str) -> Scrape {
+    eventually(20, what, || async {
+        let s = scrape(app).await;
+        let settled = s.value("voice_agent_active_calls", &[]) == 0.0
+            && s.value("voice_agent_call_outcomes_total", &[]) == 1.0;
+        settled.then_some(s)
+    })
+    .await
+}
 
 const PROVIDERS: [&str; 4] = ["deepgram", "openai", "elevenlabs", "exotel"];
 
@@ -135,7 +147,7 @@ crate::on_each_backend!(
 );
 
 async fn a_live_call_is_measured_turn_by_turn(backend: Backend) {
-    let Some(rig) = live_rig(backend, GREETING, "en-IN", deepgram::Config::default()).await else {
+    let Some(rig) = greeting_rig(backend).await else {
         return;
     };
     let before = scrape(&rig.app).await;
@@ -144,28 +156,11 @@ async fn a_live_call_is_measured_turn_by_turn(backend: Backend) {
         before.value("voice_agent_turn_latency_seconds_count", &[]),
         0.0
     );
-    let script = Script {
-        lines: vec![
-            "Yes, I am interested. Tell me more.",
-            "Yes, that works for me.",
-            "Yes, that works for me.",
-        ],
-        during_greeting: None,
-        hang_up_after: None,
-        max: Duration::from_secs(60),
-    };
-    let heard = run_caller(&rig.app, script).await;
-    let heard = std::mem::take(&mut *heard.lock().unwrap());
+    let heard = hear(&rig.app, Script::interested()).await;
     assert!(heard.closed_by_bot, "the agent hung up");
 
     // Settled: the call task, its writes, the summary and the lead are done.
-    let after = eventually(20, "call settled in the metrics", || async {
-        let s = scrape(&rig.app).await;
-        let settled = s.value("voice_agent_active_calls", &[]) == 0.0
-            && s.value("voice_agent_call_outcomes_total", &[]) == 1.0;
-        settled.then_some(s)
-    })
-    .await;
+    let after = settled(&rig.app, "call settled in the metrics").await;
     assert_eq!(after.value("voice_agent_media_sessions", &[]), 0.0);
     assert_eq!(
         after.value(
@@ -262,35 +257,14 @@ async fn a_live_call_is_measured_turn_by_turn(backend: Backend) {
 }
 
 async fn an_llm_rate_limit_counts_as_an_openai_4xx(backend: Backend) {
-    let Some(rig) = live_rig(
-        backend,
-        "Hello {name}, do you have a minute?",
-        "en-IN",
-        deepgram::Config::default(),
-    )
-    .await
-    else {
+    let Some(rig) = hello_rig(backend).await else {
         return;
     };
-    rig.llm.set_faults(openai::Faults {
-        rate_limited: 1,
-        retry_after: Some(Duration::from_millis(200)),
-        ..Default::default()
-    });
-    let script = Script {
-        lines: vec!["What is this about?"],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(10)),
-        max: Duration::from_secs(20),
-    };
+    rig.llm.set_faults(rate_limited_once());
+    let script =
+        Script::saying(vec!["What is this about?"], 20).hanging_up_after(Duration::from_secs(10));
     run_caller(&rig.app, script).await;
-    let after = eventually(20, "call over", || async {
-        let s = scrape(&rig.app).await;
-        (s.value("voice_agent_active_calls", &[]) == 0.0
-            && s.value("voice_agent_call_outcomes_total", &[]) == 1.0)
-            .then_some(s)
-    })
-    .await;
+    let after = settled(&rig.app, "call over").await;
     assert!(rig.llm.request_count() >= 2, "the 429 was retried");
     let openai = |kind| {
         after.value(
@@ -325,33 +299,13 @@ async fn dropped_provider_sockets_count_as_errors_and_recoveries(backend: Backen
         }),
         ..deepgram::Config::default()
     };
-    let el = elevenlabs::Config {
-        real_time_factor: 0.5,
-        faults: elevenlabs::Faults {
-            drop_ws_after: Some(Duration::from_secs(1)),
-            drop_first_ws: 1,
-            ..Default::default()
-        },
-        ..elevenlabs::Config::fast()
-    };
-    let greeting = "Namaste {name}, this is Asha from SunRise Solar. We install rooftop panels. Do you have a minute?";
-    let Some(rig) = live_rig_with(backend, greeting, "en-IN", dg, el).await else {
+    let el = tts_dropping_mid_greeting();
+    let Some(rig) = live_rig_with(backend, SHORT_GREETING, "en-IN", dg, el).await else {
         return;
     };
-    let script = Script {
-        lines: vec![],
-        during_greeting: None,
-        hang_up_after: Some(Duration::from_secs(10)),
-        max: Duration::from_secs(20),
-    };
+    let script = Script::saying(vec![], 20).hanging_up_after(Duration::from_secs(10));
     run_caller(&rig.app, script).await;
-    let s = eventually(20, "call over", || async {
-        let s = scrape(&rig.app).await;
-        (s.value("voice_agent_active_calls", &[]) == 0.0
-            && s.value("voice_agent_call_outcomes_total", &[]) == 1.0)
-            .then_some(s)
-    })
-    .await;
+    let s = settled(&rig.app, "call over").await;
     let reconnects = rig.dg.stats().connections - 1;
     assert!(reconnects >= 1, "the STT socket was dropped and reopened");
     let recovered = |provider, kind| {
@@ -465,7 +419,7 @@ async fn requests_are_counted_by_route_template_never_raw_path(backend: Backend)
     assert_eq!(route("GET", "/campaigns/{id}", "2xx"), 1.0);
     assert_eq!(route("GET", "/campaigns/{id}", "4xx"), 1.0);
     assert_eq!(route("GET", "(unmatched)", "4xx"), 1.0);
-    let text = app.get("/metrics").await.text().await.unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(
         !text.contains("987654") && !text.contains("9876543210"),
         "{text}"

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use voice_agent::dialer::settle::settle_call;
-use voice_agent::store::{CallStatus, CarrierUpdate, ClaimRequest, TranscriptTurn};
+use voice_agent::store::{CallStatus, TranscriptTurn};
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, final_status, turn};
 
 crate::on_both_backends!(every_json_body_matches_its_documented_schema);
 
@@ -251,33 +250,22 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
     .await;
 
     // A call: claimed, answered with a transcript and an outcome, finished by the carrier.
-    let claim = ClaimRequest {
-        campaign_id: id,
-        now: app.state.clock.now(),
-        campaign_cap: 10,
-        global_cap: 10,
-        limit: 1,
-    };
+    let claimed = app.claim(id, app.state.clock.now(), 10, 1).await;
     let store = app.state.store.as_ref();
-    let claimed = store.claim_leads(&claim, &|_| Ok(())).await.unwrap();
-    let call_id = claimed.claimed[0].call_id;
-    let lead_id = claimed.claimed[0].lead.id;
+    let call_id = claimed[0].call_id;
+    let lead_id = claimed[0].lead.id;
     let now = app.state.clock.now();
     store.mark_dialing(call_id, "CA-schema", now).await.unwrap();
     for (seq, speaker, text) in [(1, "agent", "Namaste Asha"), (2, "caller", "Haan, boliye")] {
         let turn = TranscriptTurn {
-            call_id,
-            seq,
-            speaker: speaker.into(),
-            text: text.into(),
             started_ms: Some(seq as i64 * 1000),
             ended_ms: Some(seq as i64 * 1000 + 800),
-            interrupted: false,
             stt_ms: Some(150),
             llm_first_token_ms: Some(300),
             tts_first_byte_ms: Some(120),
             voice_to_voice_ms: Some(700),
             added_ms: Some(30),
+            ..turn(call_id, seq, speaker, text)
         };
         store.add_turn(&turn, now).await.unwrap();
     }
@@ -293,18 +281,8 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         )
         .await
         .unwrap();
-    let update = CarrierUpdate {
-        status: Some(CallStatus::Completed),
-        conversation_duration: Some(42),
-        answered_at: Some(now),
-        ended_at: Some(now),
-        ..Default::default()
-    };
-    store
-        .update_call_carrier(call_id, &update, now)
-        .await
-        .unwrap();
-    settle_call(store, call_id, now).await.unwrap();
+    app.carrier_ends(call_id, &final_status(CallStatus::Completed, 42, now), now)
+        .await;
     app.state
         .sessions
         .put(

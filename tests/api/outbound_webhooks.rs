@@ -12,11 +12,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use voice_agent::config::Secret;
-use voice_agent::emulators::exotel::ExotelConfig;
 use voice_agent::notify::Deliverer;
-use voice_agent::store::ClaimRequest;
 
-use crate::dialer::{Rig, leads, rig, running_campaign};
+use crate::dialer::{Rig, leads, rig, running_campaign, silent};
 use crate::helpers::{Backend, error_code, eventually, fresh_postgres_url, spawn_app_at};
 
 /// One request the receiver got.
@@ -90,32 +88,9 @@ fn signature_verifies(r: &Received, secret: &str) -> bool {
     sig == format!("sha256={expected}")
 }
 
-/// An Exotel that places calls but never calls back: the test sends the status webhooks.
-fn silent() -> ExotelConfig {
-    ExotelConfig {
-        ring_delay: Duration::from_secs(600),
-        send_callbacks: false,
-        ..ExotelConfig::default()
-    }
-}
-
 /// A running campaign with one dialled lead: (campaign, call id, carrier sid, status URL).
 async fn dialled(rig: &Rig, body: Value) -> (i64, i64, String, String) {
-    let id = running_campaign(&rig.app, body, "phone,name\n9876543210,Asha\n").await;
-    rig.tick().await;
-    let lead = &leads(&rig.app, id).await[0];
-    let detail: Value = rig.app.get_json(&format!("/leads/{}", lead["id"])).await;
-    let call = &detail["calls"][0];
-    let url = format!(
-        "/webhooks/exotel/status?secret={}",
-        rig.app.state.settings.webhook_secret.expose()
-    );
-    (
-        id,
-        call["id"].as_i64().unwrap(),
-        call["carrier_sid"].as_str().unwrap().to_string(),
-        url,
-    )
+    crate::dialer::dialled(rig, body, "phone,name\n9876543210,Asha\n").await
 }
 
 async fn deliveries(rig: &Rig, campaign: i64) -> Vec<Value> {
@@ -341,10 +316,7 @@ async fn a_call_over_before_its_summary_waits_for_it_or_for_the_grace(backend: B
             .unwrap();
         calls.push((call.id, call.carrier_sid.unwrap()));
     }
-    let status_url = format!(
-        "/webhooks/exotel/status?secret={}",
-        state.settings.webhook_secret.expose()
-    );
+    let status_url = rig.app.status_webhook_url();
     for (_, sid) in &calls {
         rig.app
             .post_json(
@@ -409,20 +381,11 @@ async fn two_instances_send_each_of_60_deliveries_once() {
     let receiver = Receiver::spawn(vec![], 204).await;
     let a = spawn_app_at(&url, None, |_| {}).await;
     let b = spawn_app_at(&url, None, |_| {}).await;
-    let campaign = a.create_campaign("Shared outbox").await;
     let csv: String = (0..60).fold("phone\n".into(), |acc, i| acc + &format!("98{i:08}\n"));
-    a.upload(campaign, csv).await;
-    a.post(&format!("/campaigns/{campaign}/start")).await;
+    let campaign = a.started_campaign("Shared outbox", csv).await;
     let store = &a.state.store;
     let now = a.state.clock.now();
-    let req = ClaimRequest {
-        campaign_id: campaign,
-        now,
-        campaign_cap: 100,
-        global_cap: 100,
-        limit: 60,
-    };
-    let claimed = store.claim_leads(&req, &|_| Ok(())).await.unwrap().claimed;
+    let claimed = a.claim(campaign, now, 100, 60).await;
     assert_eq!(claimed.len(), 60);
     for c in &claimed {
         let d = voice_agent::store::NewDelivery {

@@ -18,6 +18,17 @@ async fn redis_store() -> Option<RedisSessions> {
     }
 }
 
+/// The ids the store lists, in its order.
+async fn listed_ids(store: &dyn SessionStore) -> Vec<String> {
+    store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
 async fn put_get_list_remove(store: &dyn SessionStore) {
     let ttl = Duration::from_secs(60);
     store
@@ -33,13 +44,7 @@ async fn put_get_list_remove(store: &dyn SessionStore) {
         Some(json!({"state": "speaking", "turn": 3}))
     );
     assert_eq!(store.get("missing").await.unwrap(), None);
-    let ids: Vec<String> = store
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let ids = listed_ids(store).await;
     assert_eq!(ids, ["call-1", "call-2"]);
     store
         .put("call-1", &json!({"state": "ended"}), ttl)
@@ -65,13 +70,7 @@ async fn entries_expire(store: &dyn SessionStore) {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(store.get("short").await.unwrap(), None);
-    let ids: Vec<String> = store
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .collect();
+    let ids = listed_ids(store).await;
     assert_eq!(ids, ["long"]);
 }
 

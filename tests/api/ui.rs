@@ -107,12 +107,9 @@ async fn dashboard_shows_a_live_call_and_pauses_its_campaign() {
         .await;
     assert_eq!(res.status(), 201);
     let campaign = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    let report: Value = app
-        .upload(campaign, "phone,name\n9876543210,Kavya\n")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app
+        .upload_report(campaign, "phone,name\n9876543210,Kavya\n")
+        .await;
     assert_eq!(report["imported"], 1, "{report}");
     let row = format!("#campaigns tr[data-campaign-id=\"{campaign}\"]");
 

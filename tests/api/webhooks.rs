@@ -1,21 +1,9 @@
 //! Exotel's status webhook: auth, body encodings, idempotency, and what it does to leads.
 
-use std::time::Duration;
+use serde_json::{Map, Value, json};
 
-use serde_json::{Value, json};
-use voice_agent::emulators::exotel::ExotelConfig;
-
-use crate::dialer::{ist, leads, rig, running_campaign};
+use crate::dialer::{Rig, ist, leads, rig, silent};
 use crate::helpers::{Backend, error_code};
-
-/// An Exotel that places calls but never calls back, so the test sends the webhooks.
-fn silent() -> ExotelConfig {
-    ExotelConfig {
-        ring_delay: Duration::from_secs(600),
-        send_callbacks: false,
-        ..ExotelConfig::default()
-    }
-}
 
 crate::on_each_backend!(
     webhook_needs_the_secret,
@@ -28,22 +16,40 @@ crate::on_each_backend!(
 );
 
 /// A running campaign with one dialled lead; returns (campaign, call id, carrier sid, url).
-async fn dialled(rig: &crate::dialer::Rig, body: Value) -> (i64, i64, String, String) {
-    let id = running_campaign(&rig.app, body, "phone\n9876543210\n").await;
-    rig.tick().await;
-    let lead = &leads(&rig.app, id).await[0];
-    let detail: Value = rig.app.get_json(&format!("/leads/{}", lead["id"])).await;
-    let call = &detail["calls"][0];
-    let url = format!(
-        "/webhooks/exotel/status?secret={}",
-        rig.app.state.settings.webhook_secret.expose()
-    );
-    (
-        id,
-        call["id"].as_i64().unwrap(),
-        call["carrier_sid"].as_str().unwrap().to_string(),
-        url,
-    )
+async fn dialled(rig: &Rig, body: Value) -> (i64, i64, String, String) {
+    crate::dialer::dialled(rig, body, "phone\n9876543210\n").await
+}
+
+/// The conversation's outcome, recorded as the media task does at the end of a call.
+async fn record_outcome(
+    rig: &Rig,
+    call_id: i64,
+    intent: &str,
+    qualification: &Map<String, Value>,
+    summary: Option<&str>,
+) {
+    rig.app
+        .state
+        .store
+        .record_call_outcome(
+            call_id,
+            intent,
+            qualification,
+            summary,
+            rig.app.state.clock.now(),
+        )
+        .await
+        .unwrap();
+}
+
+/// The carrier's final `completed` status for `sid`.
+async fn completed(rig: &Rig, url: &str, sid: &str) {
+    rig.app
+        .post_json(
+            url,
+            json!({"CallSid": sid, "Status": "completed", "EventType": "terminal"}),
+        )
+        .await;
 }
 
 async fn webhook_needs_the_secret(backend: Backend) {
@@ -106,27 +112,8 @@ async fn json_urlencoded_and_multipart_bodies_are_all_understood(backend: Backen
     assert_eq!(call["answered_by"], "Human");
 
     // multipart (Exotel's default) for a second call
-    let (_, call2, sid2, _) = {
-        let rig2 = &rig;
-        let id = running_campaign(
-            &rig2.app,
-            json!({"name": "Multipart"}),
-            "phone\n9876543299\n",
-        )
-        .await;
-        rig2.dialer
-            .run_once(rig2.app.state.clock.now())
-            .await
-            .unwrap();
-        let lead = &leads(&rig2.app, id).await[0];
-        let d: Value = rig2.app.get_json(&format!("/leads/{}", lead["id"])).await;
-        (
-            id,
-            d["calls"][0]["id"].as_i64().unwrap(),
-            d["calls"][0]["carrier_sid"].as_str().unwrap().to_string(),
-            (),
-        )
-    };
+    let (_, call2, sid2, _) =
+        crate::dialer::dialled(&rig, json!({"name": "Multipart"}), "phone\n9876543299\n").await;
     let form = reqwest::multipart::Form::new()
         .text("CallSid", sid2)
         .text("Status", "busy")
@@ -180,10 +167,7 @@ async fn unknown_calls_are_acknowledged_and_ignored(backend: Backend) {
     let Some(rig) = rig(backend, silent(), |_| {}).await else {
         return;
     };
-    let url = format!(
-        "/webhooks/exotel/status?secret={}",
-        rig.app.state.settings.webhook_secret.expose()
-    );
+    let url = rig.app.status_webhook_url();
     let res = rig
         .app
         .post_json(&url, json!({"CallSid": "nope", "Status": "completed"}))
@@ -201,25 +185,10 @@ async fn conversation_outcome_is_never_overwritten_by_the_carrier(backend: Backe
         return;
     };
     let (id, call_id, sid, url) = dialled(&rig, json!({"name": "Outcome"})).await;
-    let store = &rig.app.state.store;
-    let mut q = serde_json::Map::new();
+    let mut q = Map::new();
     q.insert("budget".into(), json!("2 lakh"));
-    store
-        .record_call_outcome(
-            call_id,
-            "interested",
-            &q,
-            Some("Wants a site visit"),
-            rig.app.state.clock.now(),
-        )
-        .await
-        .unwrap();
-    rig.app
-        .post_json(
-            &url,
-            json!({"CallSid": sid, "Status": "completed", "EventType": "terminal"}),
-        )
-        .await;
+    record_outcome(&rig, call_id, "interested", &q, Some("Wants a site visit")).await;
+    completed(&rig, &url, &sid).await;
     let call: Value = rig.app.get_json(&format!("/calls/{call_id}")).await;
     assert_eq!(call["intent"], "interested");
     assert_eq!(call["qualification"]["budget"], "2 lakh");
@@ -233,35 +202,17 @@ async fn do_not_call_said_in_a_call_is_honoured_forever(backend: Backend) {
         return;
     };
     let (id, call_id, sid, url) = dialled(&rig, json!({"name": "Opt-out"})).await;
-    let store = &rig.app.state.store;
-    store
-        .record_call_outcome(
-            call_id,
-            "do_not_call",
-            &Default::default(),
-            None,
-            rig.app.state.clock.now(),
-        )
-        .await
-        .unwrap();
-    rig.app
-        .post_json(
-            &url,
-            json!({"CallSid": sid, "Status": "completed", "EventType": "terminal"}),
-        )
-        .await;
+    record_outcome(&rig, call_id, "do_not_call", &Map::new(), None).await;
+    completed(&rig, &url, &sid).await;
     assert_eq!(leads(&rig.app, id).await[0]["status"], "do_not_call");
     let check: Value = rig.app.get_json("/dnc/9876543210").await;
     assert_eq!(check["do_not_call"], true);
     // The number is skipped by any later campaign.
     let other = rig.app.create_campaign("Later").await;
-    let report: Value = rig
+    let report = rig
         .app
-        .upload(other, "phone\n9876543210\n9876543211\n")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .upload_report(other, "phone\n9876543210\n9876543211\n")
+        .await;
     assert_eq!(report["do_not_call"], 1);
 }
 
@@ -278,22 +229,8 @@ async fn callback_is_dialled_at_the_asked_time_moved_into_the_window(backend: Ba
         .set_lead_callback(lead_id, ist(25, 21, 30), rig.app.state.clock.now())
         .await
         .unwrap();
-    store
-        .record_call_outcome(
-            call_id,
-            "callback",
-            &Default::default(),
-            None,
-            rig.app.state.clock.now(),
-        )
-        .await
-        .unwrap();
-    rig.app
-        .post_json(
-            &url,
-            json!({"CallSid": sid, "Status": "completed", "EventType": "terminal"}),
-        )
-        .await;
+    record_outcome(&rig, call_id, "callback", &Map::new(), None).await;
+    completed(&rig, &url, &sid).await;
     let lead = &leads(&rig.app, id).await[0];
     assert_eq!(lead["status"], "callback");
     assert_eq!(lead["attempts"], 0, "a callback does not use up an attempt");
