@@ -23,6 +23,7 @@ use crate::providers::openai::{
 use crate::store::{CallUsage, Campaign, Lead, TranscriptTurn};
 use crate::telephony::carrier::{CarrierCommand, CarrierEvent};
 
+use super::link::{CarrierRx, CarrierTx};
 use super::playout::Playout;
 use super::writer::{Write, Writer};
 
@@ -139,7 +140,8 @@ pub struct Call {
     /// HTTP streaming TTS, for finishing a turn whose WebSocket failed.
     tts_http: Option<(ElevenLabs, String)>,
     fallback: Option<AudioStream>,
-    out: mpsc::Sender<CarrierCommand>,
+    /// The carrier socket's write half: agent audio, marks and `clear` go out from here.
+    out: CarrierTx,
     writer: Writer,
     playout: Playout,
     history: Vec<Message>,
@@ -175,8 +177,7 @@ pub async fn run(
     (stt, mut stt_events): (SttSession, SttEvents),
     (tts, mut tts_events): (TtsSession, mpsc::Receiver<TtsEvent>),
     tts_http: Option<(ElevenLabs, String)>,
-    mut carrier: mpsc::Receiver<CarrierEvent>,
-    out: mpsc::Sender<CarrierCommand>,
+    (mut carrier, out): (CarrierRx, CarrierTx),
     writer: Writer,
     shutdown: tokio_util::sync::CancellationToken,
     meters: CallMeters,
@@ -244,7 +245,7 @@ pub async fn run(
                     {
                         a.first_frame_at = Some(Instant::now());
                     }
-                    if call.out.send(cmd).await.is_err() {
+                    if call.out.send(&cmd).await.is_err() {
                         return Ending::CallerHungUp;
                     }
                 }
@@ -906,7 +907,7 @@ impl Call {
     async fn interrupt(&mut self) {
         let now = Instant::now();
         if self.playout.clear(now.into_std()) {
-            let _ = self.out.send(CarrierCommand::Clear).await;
+            let _ = self.out.send(&CarrierCommand::Clear).await;
         }
         if self.agent.is_none() {
             return;
@@ -1046,7 +1047,7 @@ impl Call {
         self.hangup_mark_sent = Some(Instant::now());
         self.playout.end_phrase("hangup");
         for cmd in self.playout.pop_due(Instant::now().into_std()) {
-            let _ = self.out.send(cmd).await;
+            let _ = self.out.send(&cmd).await;
         }
     }
 
@@ -1074,12 +1075,14 @@ impl Call {
         self.finish_agent_turn(true).await;
     }
 
-    /// Closes the providers and returns why the call ended.
+    /// Hangs up (closes the carrier socket), closes the providers and returns why the call
+    /// ended.
     async fn finish(mut self) -> Ending {
         self.finish_agent_turn(true).await;
         if !self.usage.is_empty() {
             self.writer.send(Write::Usage(self.usage));
         }
+        self.out.close().await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.stt.close()).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), self.tts.close()).await;
         self.ending.unwrap_or(Ending::CallerHungUp)

@@ -19,7 +19,6 @@ use base64::Engine;
 use chrono::Utc;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::call::{self, CallSetup, CallTuning};
@@ -33,9 +32,7 @@ use crate::providers::deepgram::ListenOptions;
 use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate, NewLead};
-use crate::telephony::carrier::{
-    CarrierCommand, CarrierEvent, CarrierProtocol, Exotel, StreamStart,
-};
+use crate::telephony::carrier::{CarrierEvent, CarrierProtocol, Exotel, StreamStart};
 
 /// Silence (ms) after which Deepgram declares the caller's turn over (`endpointing`): long
 /// enough not to cut a caller pausing mid-sentence on a phone line.
@@ -206,7 +203,7 @@ async fn upgrade(
 
 async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, String>) {
     let _session = GaugeGuard::new(&state.metrics.calls.media_sessions);
-    let protocol = Exotel;
+    let protocol: &'static dyn CarrierProtocol = &Exotel;
     let (mut sink, mut stream) = socket.split();
     let start = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(msg)) = stream.next().await {
@@ -321,34 +318,8 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         .put(&call_id.to_string(), &snapshot, Duration::from_secs(3600))
         .await;
 
-    // Carrier socket ↔ channels: the call task never touches the socket.
-    let (in_tx, in_rx) = mpsc::channel::<CarrierEvent>(256);
-    let (out_tx, mut out_rx) = mpsc::channel::<CarrierCommand>(256);
-    let reader = tokio::spawn(async move {
-        while let Some(Ok(msg)) = stream.next().await {
-            let event = match msg {
-                WsMessage::Text(t) => protocol.parse(t.as_str()),
-                WsMessage::Close(_) => break,
-                _ => None,
-            };
-            if let Some(e) = event
-                && in_tx.send(e).await.is_err()
-            {
-                break;
-            }
-        }
-    });
-    let stream_sid = start.stream_sid.clone();
-    let writer_task = tokio::spawn(async move {
-        while let Some(cmd) = out_rx.recv().await {
-            let text = protocol.encode(&cmd, &stream_sid);
-            if sink.send(WsMessage::Text(text.into())).await.is_err() {
-                return;
-            }
-        }
-        // The call is over: closing the socket hangs up on Exotel.
-        let _ = sink.close().await;
-    });
+    // The call task owns the carrier socket: no reader or writer task between them.
+    let carrier = super::link::link(sink, stream, &Exotel, start.stream_sid.clone());
 
     let (writer, writes) = Writer::spawn(
         state.store.clone(),
@@ -369,8 +340,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         stt,
         tts,
         tts_http,
-        in_rx,
-        out_tx,
+        carrier,
         writer,
         state.shutdown.clone(),
         meters,
@@ -378,8 +348,6 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     .instrument(span)
     .await;
     tracing::info!(call_id, ?ending, "call ended");
-    let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
-    reader.abort();
     let _ = writes.await;
     Box::pin(after_call(&state, call_id, &campaign)).await;
     let _ = state.sessions.remove(&call_id.to_string()).await;
