@@ -26,6 +26,9 @@ const WARM_UP: u32 = 20;
 /// In the second case, one lead in this many stays due.
 const DUE_ONE_IN: i64 = 20;
 
+/// One lead in this many has a finished call already (a campaign in its second day).
+const HISTORY_ONE_IN: i64 = 10;
+
 /// Leads each claim takes.
 const LIMIT: i64 = 10;
 
@@ -67,6 +70,13 @@ pub async fn measure(
     let seeder = Seeder::connect(&url).await?;
     let started = Instant::now();
     seeder.load(campaign.id, leads, imported_at).await?;
+    seeder
+        .history(
+            campaign.id,
+            HISTORY_ONE_IN,
+            imported_at - chrono::Duration::days(1),
+        )
+        .await?;
     eprintln!(
         "  loaded {leads} leads in {:.1} s",
         started.elapsed().as_secs_f64()
