@@ -32,7 +32,8 @@ impl PostgresStore {
     }
 }
 
-impl_store!(PostgresStore, Postgres, super::Backend::Postgres, write_begin: "BEGIN",
+impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
+    claim_begin: "BEGIN", claim_lock: "SELECT pg_advisory_xact_lock(7263541001)", skip_locked: " FOR UPDATE SKIP LOCKED",
     {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let tx = self.pool.begin().await?;
@@ -41,84 +42,6 @@ impl_store!(PostgresStore, Postgres, super::Backend::Postgres, write_begin: "BEG
 });
 
 impl_ops_store!(PostgresStore, Postgres, skip_locked: " FOR UPDATE SKIP LOCKED");
-
-/// The advisory lock that serialises claims across every instance on the database.
-const CLAIM_LOCK: i64 = 7_263_541_001;
-
-impl PostgresStore {
-    /// Phase 2 of the claim in one round trip: two statements in one simple-protocol message,
-    /// which PostgreSQL runs as one implicit transaction (rolled back whole if either fails).
-    /// The first takes the claim lock; the second, whose snapshot is taken after the lock (READ
-    /// COMMITTED: a snapshot per statement), counts the active calls, takes as many of `chosen`
-    /// as the caps allow (`FOR UPDATE SKIP LOCKED`, still waiting and due), moves them to
-    /// `in_progress` and inserts their call rows.
-    ///
-    /// The simple protocol takes no parameters, so the values are written into the text. Every
-    /// one is a number or our own RFC 3339 timestamp, never input. It was seven round trips
-    /// (`BEGIN`, lock, count, candidates, update, insert, `COMMIT`): see docs/BENCHMARKS.md.
-    async fn take_leads(
-        &self,
-        req: &super::ClaimRequest,
-        chosen: &[i64],
-    ) -> StoreResult<Vec<super::Claimed>> {
-        use sqlx::{FromRow, Row};
-        let now = format!(
-            "'{}'::timestamptz",
-            req.now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        );
-        let ids = chosen
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            concat!(
-                "SELECT pg_advisory_xact_lock({lock}); ",
-                "WITH active AS (SELECT COUNT(*) AS all_calls, ",
-                "COUNT(*) FILTER (WHERE campaign_id = {campaign}) AS campaign_calls ",
-                "FROM calls WHERE status IN ",
-                active_call_statuses!(),
-                "), ",
-                "pick AS (SELECT id AS pick_id FROM leads WHERE id IN ({ids}) ",
-                "AND campaign_id = {campaign} AND status IN ",
-                waiting_lead_statuses!(),
-                " AND next_attempt_at <= {now} ORDER BY next_attempt_at, id ",
-                "LIMIT (SELECT GREATEST(0, LEAST({global_cap} - all_calls, ",
-                "{campaign_cap} - campaign_calls, {limit})) FROM active) FOR UPDATE SKIP LOCKED), ",
-                "taken AS (UPDATE leads SET status = 'in_progress', attempts = attempts + 1, ",
-                "updated_at = {now} FROM pick WHERE leads.id = pick.pick_id RETURNING ",
-                lead_columns!(),
-                "), ",
-                "made AS (INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, ",
-                "status, qualification, created_at, updated_at) SELECT campaign_id, id, attempts, ",
-                "'outbound', phone, 'queued', '{{}}', {now}, {now} FROM taken ",
-                "RETURNING lead_id, id AS call_id) ",
-                "SELECT taken.*, made.call_id FROM taken JOIN made ON made.lead_id = taken.id ",
-                "ORDER BY taken.next_attempt_at, taken.id"
-            ),
-            lock = CLAIM_LOCK,
-            campaign = req.campaign_id,
-            global_cap = req.global_cap,
-            campaign_cap = req.campaign_cap,
-            limit = req.limit,
-            ids = ids,
-            now = now,
-        );
-        let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?;
-        // The lock's own row (one column) comes first.
-        rows.iter()
-            .filter(|row| row.len() > 1)
-            .map(|row| {
-                Ok(super::Claimed {
-                    lead: super::Lead::from_row(row)?,
-                    call_id: row.try_get("call_id")?,
-                })
-            })
-            .collect()
-    }
-}
 
 struct PostgresImporter {
     tx: Transaction<'static, Postgres>,

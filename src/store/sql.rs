@@ -31,13 +31,6 @@ macro_rules! call_columns {
     };
 }
 
-/// Lead statuses waiting for their `next_attempt_at`.
-macro_rules! waiting_lead_statuses {
-    () => {
-        "('pending', 'retry', 'callback')"
-    };
-}
-
 /// Statuses that hold a concurrency slot.
 macro_rules! active_call_statuses {
     () => {
@@ -71,12 +64,15 @@ macro_rules! bind_campaign_spec {
 
 /// Expands `impl Store for $store` over `$db` with every shared method, plus `$extra` methods.
 ///
-/// `$write_begin` starts every write transaction: on SQLite it is `BEGIN IMMEDIATE`, so a
-/// transaction that reads before writing waits for the lock instead of failing with "database
-/// is locked". The second phase of the dialer's claim differs too much to share (one statement
-/// on PostgreSQL): each backend has its own inherent `take_leads`.
+/// `$claim_begin` starts the claim transaction (and every other write transaction: on SQLite it
+/// is `BEGIN IMMEDIATE`, so a transaction that reads before writing waits for the lock instead of
+/// failing with "database is locked") and `$claim_lock` (if not empty) runs first inside it:
+/// together they make "count active calls, then claim" atomic across every instance on the
+/// database.
+/// `$skip_locked` is appended to the candidate query.
 macro_rules! impl_store {
-    ($store:ty, $db:ty, $backend:expr, write_begin: $write_begin:literal,
+    ($store:ty, $db:ty, $backend:expr,
+     claim_begin: $claim_begin:literal, claim_lock: $claim_lock:literal, skip_locked: $skip_locked:literal,
      { $($extra:tt)* }) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
@@ -263,7 +259,7 @@ macro_rules! impl_store {
                 source: &str,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<$crate::store::DncEntry> {
-                let mut tx = self.pool.begin_with($write_begin).await?;
+                let mut tx = self.pool.begin_with($claim_begin).await?;
                 let entry = sqlx::query_as::<$db, $crate::store::DncEntry>(
                     "INSERT INTO do_not_call (phone, reason, source, created_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (phone) DO UPDATE SET reason = COALESCE(excluded.reason, do_not_call.reason) \
@@ -352,61 +348,111 @@ macro_rules! impl_store {
                 window: &$crate::store::WindowFn,
             ) -> $crate::store::StoreResult<$crate::store::ClaimOutcome> {
                 let mut out = $crate::store::ClaimOutcome::default();
-                // Phase 1, outside any lock: read the due leads and settle those that cannot be
-                // called now (opted out, or outside their window: both decided in Rust). Another
-                // instance may read the same leads; the updates are guarded by the lead still
-                // waiting, and phase 2 takes only leads that still are. More candidates than the
-                // pacing budget, since some may drop out here.
+                let mut tx = self.pool.begin_with($claim_begin).await?;
+                if !$claim_lock.is_empty() {
+                    sqlx::query::<$db>($claim_lock).execute(&mut *tx).await?;
+                }
+                // Every statement here is a round trip inside the lock, so they are few: both
+                // counts in one, the claimed leads in one UPDATE and their calls in one INSERT
+                // (the claim was 2 statements per lead; see docs/BENCHMARKS.md).
+                let (active_all, active_campaign): (i64, i64) = sqlx::query_as::<$db, (i64, i64)>(concat!(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN campaign_id = $1 THEN 1 ELSE 0 END), 0) \
+                     FROM calls WHERE status IN ", active_call_statuses!()
+                ))
+                .bind(req.campaign_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                let available = (req.global_cap - active_all)
+                    .min(req.campaign_cap - active_campaign)
+                    .min(req.limit);
+                if available <= 0 {
+                    tx.commit().await?;
+                    return Ok(out);
+                }
+                // More candidates than slots: some may be outside their window or opted out.
                 let candidates = sqlx::query_as::<$db, $crate::store::Candidate>(concat!(
                     "SELECT ", lead_columns!(), ", EXISTS (SELECT 1 FROM do_not_call d WHERE d.phone = leads.phone) AS on_dnc \
-                     FROM leads WHERE campaign_id = $1 AND status IN ", waiting_lead_statuses!(), " \
-                     AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3"
+                     FROM leads WHERE campaign_id = $1 AND status IN ('pending', 'retry', 'callback') \
+                     AND next_attempt_at <= $2 ORDER BY next_attempt_at, id LIMIT $3",
+                    $skip_locked
                 ))
                 .bind(req.campaign_id)
                 .bind(req.now)
-                .bind((req.limit * 4 + 16).min(500))
-                .fetch_all(&self.pool)
+                .bind((available * 4 + 16).min(500))
+                .fetch_all(&mut *tx)
                 .await?;
-                // Leads to take, in due order; a few spare in case another instance takes some.
-                let mut chosen: Vec<i64> = Vec::new();
+                // Ids to claim, in due order.
+                let mut chosen: Vec<i64> = Vec::with_capacity(available as usize);
                 for c in candidates {
-                    if chosen.len() as i64 >= req.limit * 2 {
+                    if chosen.len() as i64 >= available {
                         break;
                     }
                     if c.on_dnc {
-                        let done = sqlx::query::<$db>(concat!(
+                        sqlx::query::<$db>(
                             "UPDATE leads SET status = 'do_not_call', next_attempt_at = NULL, \
-                             last_result = 'do_not_call', updated_at = $2 WHERE id = $1 AND status IN ",
-                            waiting_lead_statuses!()
-                        ))
+                             last_result = 'do_not_call', updated_at = $2 WHERE id = $1",
+                        )
                         .bind(c.lead.id)
                         .bind(req.now)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
-                        out.do_not_call += done.rows_affected();
+                        out.do_not_call += 1;
                         continue;
                     }
                     if let Err(opens) = window(&c.lead) {
-                        let done = sqlx::query::<$db>(concat!(
-                            "UPDATE leads SET next_attempt_at = $2, updated_at = $3 WHERE id = $1 AND status IN ",
-                            waiting_lead_statuses!()
-                        ))
-                        .bind(c.lead.id)
-                        .bind(opens)
-                        .bind(req.now)
-                        .execute(&self.pool)
-                        .await?;
-                        out.deferred += done.rows_affected();
+                        sqlx::query::<$db>("UPDATE leads SET next_attempt_at = $2, updated_at = $3 WHERE id = $1")
+                            .bind(c.lead.id)
+                            .bind(opens)
+                            .bind(req.now)
+                            .execute(&mut *tx)
+                            .await?;
+                        out.deferred += 1;
                         continue;
                     }
                     chosen.push(c.lead.id);
                 }
                 if chosen.is_empty() {
+                    tx.commit().await?;
                     return Ok(out);
                 }
-                // Phase 2, serialised across instances (each backend's own): count the free
-                // slots, take that many of the chosen leads that still wait, one call row each.
-                out.claimed = self.take_leads(req, &chosen).await?;
+                let mut update = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE leads SET status = 'in_progress', attempts = attempts + 1, updated_at = ",
+                );
+                update.push_bind(req.now).push(" WHERE id IN (");
+                let mut ids = update.separated(", ");
+                for id in &chosen {
+                    ids.push_bind(*id);
+                }
+                update.push(concat!(") RETURNING ", lead_columns!()));
+                let mut leads: Vec<$crate::store::Lead> =
+                    update.build_query_as().fetch_all(&mut *tx).await?;
+                // RETURNING order is unspecified: dial in due order.
+                leads.sort_by_key(|l| chosen.iter().position(|id| *id == l.id));
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
+                     qualification, created_at, updated_at) ",
+                );
+                insert.push_values(&leads, |mut row, lead| {
+                    row.push_bind(lead.campaign_id)
+                        .push_bind(lead.id)
+                        .push_bind(lead.attempts)
+                        .push("'outbound'")
+                        .push_bind(&lead.phone)
+                        .push("'queued'")
+                        .push("'{}'")
+                        .push_bind(req.now)
+                        .push_bind(req.now);
+                });
+                insert.push(" RETURNING lead_id, id");
+                let call_ids: std::collections::HashMap<i64, i64> =
+                    insert.build_query_as::<(i64, i64)>().fetch_all(&mut *tx).await?.into_iter().collect();
+                for lead in leads {
+                    let call_id = *call_ids.get(&lead.id).ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!("no call row for claimed lead {}", lead.id))
+                    })?;
+                    out.claimed.push($crate::store::Claimed { lead, call_id });
+                }
+                tx.commit().await?;
                 Ok(out)
             }
 
@@ -435,7 +481,7 @@ macro_rules! impl_store {
                 retry_at: chrono::DateTime<chrono::Utc>,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<()> {
-                let mut tx = self.pool.begin_with($write_begin).await?;
+                let mut tx = self.pool.begin_with($claim_begin).await?;
                 let lead_id: Option<Option<i64>> = sqlx::query_scalar::<$db, Option<i64>>(
                     "UPDATE calls SET status = 'canceled', error = $2, ended_at = $3, updated_at = $3 \
                      WHERE id = $1 AND status = 'queued' RETURNING lead_id",

@@ -47,7 +47,8 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite, write_begin: "BEGIN IMMEDIATE",
+impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
+    claim_begin: "BEGIN IMMEDIATE", claim_lock: "", skip_locked: "",
     {
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let mut conn = self.pool.acquire().await?;
@@ -79,95 +80,6 @@ impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite, write_begin: "BEGIN IMM
 });
 
 impl_ops_store!(SqliteStore, Sqlite, skip_locked: "");
-
-impl SqliteStore {
-    /// Phase 2 of the claim: one `IMMEDIATE` transaction (SQLite's single writer serialises
-    /// claims) counts the free slots, takes that many of `chosen` that still wait, and adds
-    /// their call rows. Returned in due order.
-    async fn take_leads(
-        &self,
-        req: &super::ClaimRequest,
-        chosen: &[i64],
-    ) -> StoreResult<Vec<super::Claimed>> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let (active_all, active_campaign): (i64, i64) = sqlx::query_as(concat!(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN campaign_id = $1 THEN 1 ELSE 0 END), 0) \
-             FROM calls WHERE status IN ",
-            active_call_statuses!()
-        ))
-        .bind(req.campaign_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let available = (req.global_cap - active_all)
-            .min(req.campaign_cap - active_campaign)
-            .min(req.limit);
-        if available <= 0 {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let mut update = QueryBuilder::<Sqlite>::new(
-            "UPDATE leads SET status = 'in_progress', attempts = attempts + 1, updated_at = ",
-        );
-        update
-            .push_bind(req.now)
-            .push(" WHERE id IN (SELECT id FROM leads WHERE id IN (");
-        let mut ids = update.separated(", ");
-        for id in chosen {
-            ids.push_bind(*id);
-        }
-        update
-            .push(concat!(
-                ") AND status IN ",
-                waiting_lead_statuses!(),
-                " AND next_attempt_at <= "
-            ))
-            .push_bind(req.now)
-            .push(" ORDER BY next_attempt_at, id LIMIT ")
-            .push_bind(available)
-            .push(concat!(") RETURNING ", lead_columns!()));
-        let mut leads: Vec<super::Lead> = update.build_query_as().fetch_all(&mut *tx).await?;
-        if leads.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        // RETURNING order is unspecified: dial in due order.
-        leads.sort_by_key(|l| chosen.iter().position(|id| *id == l.id));
-        let mut insert = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
-             qualification, created_at, updated_at) ",
-        );
-        insert.push_values(&leads, |mut row, lead| {
-            row.push_bind(lead.campaign_id)
-                .push_bind(lead.id)
-                .push_bind(lead.attempts)
-                .push("'outbound'")
-                .push_bind(&lead.phone)
-                .push("'queued'")
-                .push("'{}'")
-                .push_bind(req.now)
-                .push_bind(req.now);
-        });
-        insert.push(" RETURNING lead_id, id");
-        let call_ids: std::collections::HashMap<i64, i64> = insert
-            .build_query_as::<(i64, i64)>()
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-        let claimed = leads
-            .into_iter()
-            .map(|lead| match call_ids.get(&lead.id) {
-                Some(&call_id) => Ok(super::Claimed { lead, call_id }),
-                None => Err(StoreError::Corrupt(format!(
-                    "no call row for claimed lead {}",
-                    lead.id
-                ))),
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
-        tx.commit().await?;
-        Ok(claimed)
-    }
-}
 
 struct SqliteImporter {
     /// Inside `BEGIN IMMEDIATE`; closed when dropped (see `begin_import`).
