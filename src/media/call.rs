@@ -65,6 +65,10 @@ pub struct CallSetup {
     pub call_id: i64,
     pub campaign: Campaign,
     pub lead: Option<Lead>,
+    /// The carrier's stream id and when the stream began: every session snapshot carries
+    /// them, since each one replaces the previous.
+    pub stream_sid: String,
+    pub started_at: chrono::DateTime<Utc>,
 }
 
 /// Why the call ended.
@@ -977,6 +981,8 @@ impl Call {
         self.writer.send(Write::Snapshot(serde_json::json!({
             "call_id": self.setup.call_id,
             "campaign_id": self.setup.campaign.id,
+            "stream_sid": self.setup.stream_sid,
+            "started_at": self.setup.started_at,
             "state": if self.ending.is_some() { "ending" } else { "live" },
             "turns": self.seq,
             "duration_ms": self.ms(Instant::now()),

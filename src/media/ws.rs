@@ -65,7 +65,7 @@ pub fn debug_routes() -> Router<AppState> {
 /// `last_turn` (its latencies) and `updated_at`. Expires an hour after the last write.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(value_type = Object, example = json!({"call_id": 42, "campaign_id": 1, "state": "live",
-    "turns": 4, "duration_ms": 18250, "last_turn": {"seq": 4, "interrupted": false,
+    "stream_sid": "MZ1", "started_at": "2026-11-25T06:29:41Z", "turns": 4, "duration_ms": 18250, "last_turn": {"seq": 4, "interrupted": false,
     "stt_ms": 180, "llm_first_token_ms": 320, "tts_first_byte_ms": 150,
     "voice_to_voice_ms": 780, "added_ms": 40}, "updated_at": "2026-11-25T06:30:00Z"}))]
 pub struct SessionSnapshot(serde_json::Value);
@@ -312,7 +312,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         .stream_started(call_id, &start.stream_sid, state.clock.now())
         .await;
     let snapshot = json!({"call_id": call_id, "campaign_id": setup.campaign.id, "state": "live",
-        "stream_sid": start.stream_sid, "started_at": Utc::now()});
+        "stream_sid": setup.stream_sid, "started_at": setup.started_at});
     let _ = state
         .sessions
         .put(&call_id.to_string(), &snapshot, Duration::from_secs(3600))
@@ -399,6 +399,8 @@ async fn correlate(
         call_id: call.id,
         campaign,
         lead,
+        stream_sid: start.stream_sid.clone(),
+        started_at: Utc::now(),
     })
 }
 

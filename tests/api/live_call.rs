@@ -628,11 +628,27 @@ async fn full_call_greets_talks_records_outcome_and_hangs_up(backend: Backend) {
     assert_eq!(call.intent.as_deref(), Some("interested"));
     assert!(call.stream_sid.as_deref() == Some("MZ1"));
     let seen = watcher.await.unwrap();
+    let after_a_turn: Vec<&Value> = seen
+        .iter()
+        .filter(|s| s["call_id"] == call_id && s["turns"].as_i64().unwrap_or(0) >= 1)
+        .collect();
     assert!(
-        seen.iter()
-            .any(|s| s["call_id"] == call_id && s["turns"].as_i64().unwrap_or(0) >= 1),
+        !after_a_turn.is_empty(),
         "the live call was visible in /debug/sessions"
     );
+    // Each snapshot replaces the previous one: later ones still say which stream and since when.
+    for s in after_a_turn {
+        assert_eq!(s["stream_sid"], "MZ1", "{s}");
+        let started: chrono::DateTime<chrono::Utc> = s["started_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no started_at: {s}"))
+            .parse()
+            .unwrap();
+        assert!(
+            (chrono::Utc::now() - started).num_seconds().abs() < 120,
+            "{s}"
+        );
+    }
     eventually(10, "session gone once the call ended", || async {
         let live: Value = rig.app.get_json("/debug/sessions").await;
         live["sessions"]
