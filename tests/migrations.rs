@@ -63,6 +63,24 @@ async fn check_after_upgrade(store: &dyn Store) {
     assert_eq!(counts.iter().map(|(_, n)| n).sum::<i64>(), 2);
 }
 
+/// On `conn`: the `backend`'s migrations older than `before`, then [`SEED`]; closes `conn`.
+/// (A macro: `Migrator::run` and `Executor` are bound per connection type.)
+macro_rules! old_schema_with_data {
+    ($conn:ident, $backend:literal, $before:literal) => {{
+        let old = migrations_before($backend, $before);
+        Migrator::new(old.path())
+            .await
+            .unwrap()
+            .run(&mut $conn)
+            .await
+            .expect("old migrations");
+        for statement in SEED {
+            $conn.execute(*statement).await.expect(statement);
+        }
+        $conn.close().await.unwrap();
+    }};
+}
+
 #[tokio::test]
 async fn sqlite_leads_rebuild_keeps_rows_calls_and_the_id_counter() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,17 +93,7 @@ async fn sqlite_leads_rebuild_keeps_rows_calls_and_the_id_counter() {
         let mut conn = sqlx::SqliteConnection::connect_with(&options)
             .await
             .unwrap();
-        let old = migrations_before("sqlite", "20261125000003");
-        Migrator::new(old.path())
-            .await
-            .unwrap()
-            .run(&mut conn)
-            .await
-            .expect("old migrations");
-        for statement in SEED {
-            conn.execute(*statement).await.expect(statement);
-        }
-        conn.close().await.unwrap();
+        old_schema_with_data!(conn, "sqlite", "20261125000003");
     }
 
     let store = SqliteStore::connect(&url).await.expect("upgrade");
@@ -175,17 +183,7 @@ async fn postgres_unique_key_swap_keeps_rows_and_look_ups() {
     };
     {
         let mut conn = PgConnection::connect(&url).await.unwrap();
-        let old = migrations_before("postgres", "20261125000004");
-        Migrator::new(old.path())
-            .await
-            .unwrap()
-            .run(&mut conn)
-            .await
-            .expect("old migrations");
-        for statement in SEED {
-            conn.execute(*statement).await.expect(statement);
-        }
-        conn.close().await.unwrap();
+        old_schema_with_data!(conn, "postgres", "20261125000004");
     }
     let store = PostgresStore::connect(&url).await.expect("upgrade");
     check_after_upgrade(&store).await;

@@ -38,12 +38,12 @@ const POSTGRES_LOAD: &str = "INSERT INTO leads (campaign_id, phone, name, timezo
 /// through.
 const HISTORY: &str = "INSERT INTO calls (campaign_id, lead_id, attempt, direction, phone, status, \
      qualification, dialed_at, ended_at, created_at, updated_at) \
-     SELECT campaign_id, id, 1, 'outbound', phone, 'completed', '{}', $2, $2, $2, $2 \
-     FROM leads WHERE campaign_id = $1 AND id % $3 = 0";
+     SELECT campaign_id, id, 1, 'outbound', phone, 'completed', '{}', $3, $3, $3, $3 \
+     FROM leads WHERE campaign_id = $1 AND id % $2 = 0";
 
 /// All but one lead in `keep_one_in` become retries due at `future`.
-const DEFER: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $2, attempts = 1, \
-     last_result = 'no-answer' WHERE campaign_id = $1 AND status = 'pending' AND id % $3 != 0";
+const DEFER: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $3, attempts = 1, \
+     last_result = 'no-answer' WHERE campaign_id = $1 AND status = 'pending' AND id % $2 != 0";
 
 impl Seeder {
     pub async fn connect(url: &str) -> BenchResult<Self> {
@@ -61,25 +61,11 @@ impl Seeder {
 
     /// Inserts `n` pending leads into `campaign_id`, all due at `due`.
     pub async fn load(&self, campaign_id: i64, n: u64, due: DateTime<Utc>) -> BenchResult<()> {
-        match self {
-            Seeder::Sqlite(pool) => {
-                sqlx::query(SQLITE_LOAD)
-                    .bind(campaign_id)
-                    .bind(n as i64)
-                    .bind(due)
-                    .execute(pool)
-                    .await?;
-            }
-            Seeder::Postgres(pool) => {
-                sqlx::query(POSTGRES_LOAD)
-                    .bind(campaign_id)
-                    .bind(n as i64)
-                    .bind(due)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        self.analyze().await
+        let sql = match self {
+            Seeder::Sqlite(_) => SQLITE_LOAD,
+            Seeder::Postgres(_) => POSTGRES_LOAD,
+        };
+        self.run(sql, campaign_id, n as i64, due).await
     }
 
     /// Gives one lead in `one_in` a completed call at `at` (see [`HISTORY`]).
@@ -89,25 +75,7 @@ impl Seeder {
         one_in: i64,
         at: DateTime<Utc>,
     ) -> BenchResult<()> {
-        match self {
-            Seeder::Sqlite(pool) => {
-                sqlx::query(HISTORY)
-                    .bind(campaign_id)
-                    .bind(at)
-                    .bind(one_in)
-                    .execute(pool)
-                    .await?;
-            }
-            Seeder::Postgres(pool) => {
-                sqlx::query(HISTORY)
-                    .bind(campaign_id)
-                    .bind(at)
-                    .bind(one_in)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        self.analyze().await
+        self.run(HISTORY, campaign_id, one_in, at).await
     }
 
     /// Leaves one pending lead in `keep_one_in` due; the others wait until `future`.
@@ -117,20 +85,32 @@ impl Seeder {
         keep_one_in: i64,
         future: DateTime<Utc>,
     ) -> BenchResult<()> {
+        self.run(DEFER, campaign_id, keep_one_in, future).await
+    }
+
+    /// Runs one of the statements above (`$1` campaign, `$2` a count, `$3` a time), then
+    /// [`Self::analyze`].
+    async fn run(
+        &self,
+        sql: &'static str,
+        campaign_id: i64,
+        count: i64,
+        at: DateTime<Utc>,
+    ) -> BenchResult<()> {
         match self {
             Seeder::Sqlite(pool) => {
-                sqlx::query(DEFER)
+                sqlx::query(sql)
                     .bind(campaign_id)
-                    .bind(future)
-                    .bind(keep_one_in)
+                    .bind(count)
+                    .bind(at)
                     .execute(pool)
                     .await?;
             }
             Seeder::Postgres(pool) => {
-                sqlx::query(DEFER)
+                sqlx::query(sql)
                     .bind(campaign_id)
-                    .bind(future)
-                    .bind(keep_one_in)
+                    .bind(count)
+                    .bind(at)
                     .execute(pool)
                     .await?;
             }
