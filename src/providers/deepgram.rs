@@ -240,11 +240,8 @@ impl Dialer {
                 .headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
         }
-        let connect = tokio_tungstenite::connect_async_with_config(
-            request,
-            Some(super::ws_config(super::WS_SMALL_READ_BUFFER)),
-            true,
-        );
+        let connect =
+            tokio_tungstenite::connect_async_with_config(request, Some(super::ws_config()), true);
         match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => Err(SttError::ConnectTimeout(self.timeout)),
             Ok(Ok((ws, _response))) => Ok(ws),

@@ -596,11 +596,7 @@ async fn open_socket(config: &ElevenLabsConfig) -> Result<Socket, TtsError> {
     request.headers_mut().insert("xi-api-key", key);
     match tokio::time::timeout(
         config.connect_timeout,
-        tokio_tungstenite::connect_async_with_config(
-            request,
-            Some(super::ws_config(super::WS_READ_BUFFER)),
-            true,
-        ),
+        tokio_tungstenite::connect_async_with_config(request, Some(super::ws_config()), true),
     )
     .await
     {

@@ -35,11 +35,10 @@ impl Providers {
 /// WebSocket settings for provider sockets. tungstenite's defaults (128 KiB read and write
 /// buffers, 64 MiB messages) cost several hundred KiB per live call across our three sockets;
 /// our messages are a few KiB (100 ms of audio, a transcript, a text chunk), so small buffers
-/// lose nothing and let one core hold thousands of calls. `read_buffer` is the socket's read
-/// buffer ([`WS_READ_BUFFER`], or [`WS_SMALL_READ_BUFFER`] where only small messages arrive).
-pub fn ws_config(read_buffer: usize) -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+/// lose nothing and let one core hold thousands of calls.
+pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
+        .read_buffer_size(WS_READ_BUFFER)
         .write_buffer_size(0)
         .max_write_buffer_size(WS_MAX_MESSAGE * 4)
         .max_message_size(Some(WS_MAX_MESSAGE))
@@ -49,8 +48,5 @@ pub fn ws_config(read_buffer: usize) -> tokio_tungstenite::tungstenite::protocol
 /// Read buffer per WebSocket (also used for the carrier's `/media` socket). tungstenite zeroes
 /// this much before every read, so it is sized near one carrier frame (~2.2 KiB of JSON).
 pub const WS_READ_BUFFER: usize = 4 * 1024;
-/// Read buffer for a socket that only receives small messages (Deepgram's results are a few
-/// hundred bytes of JSON): 2 KiB less per live call; a longer message takes two reads.
-pub const WS_SMALL_READ_BUFFER: usize = 2 * 1024;
 /// Largest message accepted on a call's sockets (a TTS audio chunk is well under this).
 pub const WS_MAX_MESSAGE: usize = 4 * 1024 * 1024;
