@@ -242,6 +242,7 @@ pub async fn run(
                 call.goodbye(Ending::Shutdown).await;
             }
             _ = sleep_opt(next_frame) => {
+                let mut gone = false;
                 for cmd in call.playout.pop_due(Instant::now().into_std()) {
                     if matches!(cmd, CarrierCommand::Media(_))
                         && let Some(a) = call.agent.as_mut()
@@ -250,8 +251,16 @@ pub async fn run(
                         a.first_frame_at = Some(Instant::now());
                     }
                     if call.out.send(&cmd).await.is_err() {
-                        return Ending::CallerHungUp;
+                        gone = true;
+                        break;
                     }
+                }
+                // The carrier socket failed or stopped reading: the caller is gone. Keep what
+                // was said and heard, as when they hang up.
+                if gone {
+                    call.ending.get_or_insert(Ending::CallerHungUp);
+                    call.caller_hung_up().await;
+                    break;
                 }
             }
             ev = carrier.recv() => match ev {

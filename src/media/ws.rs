@@ -65,7 +65,8 @@ pub fn debug_routes() -> Router<AppState> {
 /// `last_turn` (its latencies) and `updated_at`. Expires an hour after the last write.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(value_type = Object, example = json!({"call_id": 42, "campaign_id": 1, "state": "live",
-    "stream_sid": "MZ1", "started_at": "2026-11-25T06:29:41Z", "turns": 4, "duration_ms": 18250, "last_turn": {"seq": 4, "interrupted": false,
+    "stream_sid": "MZ1", "started_at": "2026-11-25T06:29:41Z", "turns": 4, "duration_ms": 18250,
+    "last_turn": {"seq": 4, "interrupted": false,
     "stt_ms": 180, "llm_first_token_ms": 320, "tts_first_byte_ms": 150,
     "voice_to_voice_ms": 780, "added_ms": 40}, "updated_at": "2026-11-25T06:30:00Z"}))]
 pub struct SessionSnapshot(serde_json::Value);
@@ -319,7 +320,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         .await;
 
     // The call task owns the carrier socket: no reader or writer task between them.
-    let carrier = super::link::link(sink, stream, &Exotel, start.stream_sid.clone());
+    let carrier = super::link::link(sink, stream, protocol, start.stream_sid.clone());
 
     let (writer, writes) = Writer::spawn(
         state.store.clone(),

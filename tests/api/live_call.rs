@@ -412,6 +412,7 @@ crate::on_each_backend!(
     barge_in_clears_playback_and_trims_the_agent_turn,
     backchannel_does_not_interrupt_the_agent,
     caller_hanging_up_mid_sentence_keeps_everything_said,
+    caller_vanishing_mid_greeting_ends_the_call_and_keeps_what_was_heard,
     deepgram_dropping_mid_utterance_loses_no_words,
     llm_rate_limit_is_retried_within_the_turn,
     llm_never_answering_gives_a_filler_then_a_graceful_end,
@@ -737,6 +738,67 @@ async fn caller_hanging_up_mid_sentence_keeps_everything_said(backend: Backend) 
     );
     assert!(turns[0].text.starts_with("Namaste"));
     assert!(call.ended_at.is_some());
+}
+
+/// The caller's connection is cut (no `stop`, no close frame), as when a carrier's edge dies:
+/// the call ends and the greeting is stored as interrupted, with only what was confirmed heard.
+/// (The lead waits for the carrier's status webhook, as after any outbound call without an
+/// outcome.)
+async fn caller_vanishing_mid_greeting_ends_the_call_and_keeps_what_was_heard(backend: Backend) {
+    let Some(rig) = greeting_rig(backend).await else {
+        return;
+    };
+    let secret = rig.app.state.settings.webhook_secret.expose().to_string();
+    let url = format!(
+        "{}/media?secret={secret}",
+        rig.app.base.replacen("http", "ws", 1)
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("media connects");
+    let (mut tx, mut rx) = ws.split();
+    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ1", "start": {
+        "stream_sid": "MZ1", "call_sid": "CA-live-1", "account_sid": "AC1",
+        "from": "+919876543210", "to": "+918044556677", "custom_parameters": {},
+        "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
+    tx.send(Message::text(start.to_string())).await.unwrap();
+    // Four seconds of the greeting arrive (marks echoed as they come: audio is paced at real
+    // time), then the connection is gone.
+    let (mut media, mut marks) = (0, 0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(until, rx.next()).await {
+        let v: Value = serde_json::from_str(msg.to_text().unwrap_or("{}")).unwrap_or_default();
+        match v["event"].as_str() {
+            Some("media") => media += 1,
+            Some("mark") => {
+                marks += 1;
+                let echo = json!({"event": "mark", "stream_sid": "MZ1",
+                    "mark": {"name": v["mark"]["name"]}});
+                tx.send(Message::text(echo.to_string())).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    assert!(media > 0, "the greeting started");
+    assert_eq!(marks, 0, "the greeting is one phrase, still playing");
+    drop((tx, rx));
+
+    let call = eventually(15, "call ended", || async {
+        let c = rig.app.state.store.get_call(rig.call_id).await.unwrap();
+        c.ended_at.is_some().then_some(c)
+    })
+    .await;
+    assert!(call.ended_at.is_some());
+    let turns = turns_at_least(&rig.app, rig.call_id, 1, "greeting stored").await;
+    let greeting = &turns[0];
+    assert_eq!(greeting.speaker, "agent");
+    assert!(greeting.interrupted, "{greeting:?}");
+    // Only phrases whose mark came back count as heard: none had.
+    assert_eq!(greeting.text, "", "{greeting:?}");
+    assert!(
+        greeting.ended_ms.unwrap() >= 3_500,
+        "cut after about 4 s: {greeting:?}"
+    );
 }
 
 #[tokio::test]
