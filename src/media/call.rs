@@ -442,18 +442,10 @@ impl Call {
             .take()
             .unwrap_or_else(|| self.ms(now));
         self.writer.send(Write::Turn(TranscriptTurn {
-            call_id: self.setup.call_id,
-            seq,
-            speaker: "caller".into(),
-            text: text.clone(),
             started_ms: Some(started_ms),
             ended_ms: Some(self.ms(now)),
-            interrupted: false,
             stt_ms,
-            llm_first_token_ms: None,
-            tts_first_byte_ms: None,
-            voice_to_voice_ms: None,
-            added_ms: None,
+            ..TranscriptTurn::new(self.setup.call_id, seq, "caller", text.clone())
         }));
         self.history.push(Message::user(text));
         self.prompted_for_silence = false;
@@ -1072,18 +1064,9 @@ impl Call {
             let text = std::mem::take(&mut self.heard);
             let seq = self.next_seq();
             self.writer.send(Write::Turn(TranscriptTurn {
-                call_id: self.setup.call_id,
-                seq,
-                speaker: "caller".into(),
-                text: text.trim().to_string(),
                 started_ms: self.caller_started_ms,
                 ended_ms: Some(self.ms(Instant::now())),
-                interrupted: false,
-                stt_ms: None,
-                llm_first_token_ms: None,
-                tts_first_byte_ms: None,
-                voice_to_voice_ms: None,
-                added_ms: None,
+                ..TranscriptTurn::new(self.setup.call_id, seq, "caller", text.trim())
             }));
         }
         // The agent was cut off: keep what was heard.

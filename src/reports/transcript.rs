@@ -40,18 +40,8 @@ mod tests {
 
     fn turn(seq: i32, speaker: &str, text: &str, started_ms: Option<i64>) -> TranscriptTurn {
         TranscriptTurn {
-            call_id: 1,
-            seq,
-            speaker: speaker.into(),
-            text: text.into(),
             started_ms,
-            ended_ms: None,
-            interrupted: false,
-            stt_ms: None,
-            llm_first_token_ms: None,
-            tts_first_byte_ms: None,
-            voice_to_voice_ms: None,
-            added_ms: None,
+            ..TranscriptTurn::new(1, seq, speaker, text)
         }
     }
 

@@ -386,3 +386,24 @@ pub struct TranscriptTurn {
     /// What our own code added to voice-to-voice (the rest is the providers').
     pub added_ms: Option<i32>,
 }
+
+impl TranscriptTurn {
+    /// A turn with no timings yet, not interrupted: callers fill in what they measured with
+    /// struct-update syntax.
+    pub fn new(call_id: i64, seq: i32, speaker: &str, text: impl Into<String>) -> Self {
+        Self {
+            call_id,
+            seq,
+            speaker: speaker.into(),
+            text: text.into(),
+            started_ms: None,
+            ended_ms: None,
+            interrupted: false,
+            stt_ms: None,
+            llm_first_token_ms: None,
+            tts_first_byte_ms: None,
+            voice_to_voice_ms: None,
+            added_ms: None,
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use voice_agent::store::{CallStatus, CallUsage, TranscriptTurn};
 
-use crate::helpers::{Backend, TestApp, error_code, final_status, spawn_app, spawn_app_with, turn};
+use crate::helpers::{Backend, TestApp, error_code, final_status, spawn_app, spawn_app_with};
 
 crate::on_each_backend!(
     unknown_campaign_is_404_and_an_empty_one_is_all_zeros,
@@ -38,7 +38,7 @@ async fn seed(app: &TestApp, call_id: i64, s: Seed) {
             stt_ms: stt,
             llm_first_token_ms: llm,
             voice_to_voice_ms: v2v,
-            ..turn(call_id, i as i32 + 1, "agent", "Hello")
+            ..TranscriptTurn::new(call_id, i as i32 + 1, "agent", "Hello")
         };
         store.add_turn(&turn, now).await.unwrap();
     }

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value, json};
 use voice_agent::store::{CallStatus, CarrierUpdate, TranscriptTurn};
 
-use crate::helpers::{TestApp, error_code, final_status, send_json, turn};
+use crate::helpers::{TestApp, error_code, final_status, send_json};
 
 crate::on_both_backends!(
     export_streams_every_lead_with_masked_numbers_and_quoting,
@@ -186,7 +186,7 @@ fn timed_turn(
     TranscriptTurn {
         started_ms: Some(started_ms),
         ended_ms: Some(started_ms + 1500),
-        ..turn(call_id, seq, speaker, text)
+        ..TranscriptTurn::new(call_id, seq, speaker, text)
     }
 }
 

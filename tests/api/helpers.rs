@@ -14,7 +14,7 @@ use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 use voice_agent::config::Settings;
 use voice_agent::startup::AppState;
-use voice_agent::store::{CallStatus, CarrierUpdate, ClaimRequest, Claimed, TranscriptTurn};
+use voice_agent::store::{CallStatus, CarrierUpdate, ClaimRequest, Claimed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -183,24 +183,6 @@ pub fn final_status(status: CallStatus, secs: i32, now: DateTime<Utc>) -> Carrie
         answered_at: (secs > 0).then_some(now),
         ended_at: Some(now),
         ..Default::default()
-    }
-}
-
-/// A transcript turn with nothing but its text; timings are set by the caller.
-pub fn turn(call_id: i64, seq: i32, speaker: &str, text: &str) -> TranscriptTurn {
-    TranscriptTurn {
-        call_id,
-        seq,
-        speaker: speaker.into(),
-        text: text.into(),
-        started_ms: None,
-        ended_ms: None,
-        interrupted: false,
-        stt_ms: None,
-        llm_first_token_ms: None,
-        tts_first_byte_ms: None,
-        voice_to_voice_ms: None,
-        added_ms: None,
     }
 }
 

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use voice_agent::store::{CallStatus, TranscriptTurn};
 
-use crate::helpers::{TestApp, final_status, turn};
+use crate::helpers::{TestApp, final_status};
 
 crate::on_both_backends!(every_json_body_matches_its_documented_schema);
 
@@ -265,7 +265,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
             tts_first_byte_ms: Some(120),
             voice_to_voice_ms: Some(700),
             added_ms: Some(30),
-            ..turn(call_id, seq, speaker, text)
+            ..TranscriptTurn::new(call_id, seq, speaker, text)
         };
         store.add_turn(&turn, now).await.unwrap();
     }
