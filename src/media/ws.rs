@@ -31,7 +31,7 @@ use crate::phone::E164;
 use crate::providers::deepgram::ListenOptions;
 use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
 use crate::startup::AppState;
-use crate::store::{CallStatus, CarrierUpdate, NewLead};
+use crate::store::{CallStatus, CarrierUpdate};
 use crate::telephony::carrier::{CarrierEvent, CarrierProtocol, Exotel, StreamStart};
 
 /// Silence (ms) after which Deepgram declares the caller's turn over (`endpointing`): long
@@ -441,26 +441,10 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
                         .map_err(|e| e.to_string())?
                 }
             };
-            let mut import = store
-                .begin_import(campaign.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let lead = NewLead {
-                phone: phone.as_str().to_string(),
-                name: None,
-                timezone: None,
-                attributes: Default::default(),
-            };
-            import
-                .insert_batch(&[lead], now)
-                .await
-                .map_err(|e| e.to_string())?;
-            import.commit().await.map_err(|e| e.to_string())?;
             store
-                .find_lead_by_phone(phone.as_str())
+                .add_inbound_lead(campaign.id, phone.as_str(), now)
                 .await
                 .map_err(|e| e.to_string())?
-                .ok_or("inbound lead not stored")?
         }
     };
     tracing::info!(phone = %phone.masked(), lead_id = lead.id, "inbound call");

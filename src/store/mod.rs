@@ -197,6 +197,16 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     async fn turns_of_call(&self, call_id: i64) -> StoreResult<Vec<TranscriptTurn>>;
     /// The most recently touched lead with this number (inbound calls).
     async fn find_lead_by_phone(&self, phone: &str) -> StoreResult<Option<Lead>>;
+    /// The lead for an inbound caller with no lead yet: created in `campaign_id`, or the one
+    /// already there if another stream created it first. One statement on a pooled connection
+    /// (the bulk import's own connection is closed after each use, which would cost the pool a
+    /// fresh connection and re-prepared statements per inbound call).
+    async fn add_inbound_lead(
+        &self,
+        campaign_id: i64,
+        phone: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Lead>;
     async fn create_inbound_call(
         &self,
         phone: &str,

@@ -713,6 +713,27 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn add_inbound_lead(
+                &self,
+                campaign_id: i64,
+                phone: &str,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<$crate::store::Lead> {
+                // The no-op update makes a conflict return the existing row.
+                Ok(sqlx::query_as::<$db, $crate::store::Lead>(concat!(
+                    "INSERT INTO leads (campaign_id, phone, attributes, status, attempts, \
+                     next_attempt_at, qualification, created_at, updated_at) \
+                     VALUES ($1, $2, '{}', 'pending', 0, $3, '{}', $3, $3) \
+                     ON CONFLICT (phone, campaign_id) DO UPDATE SET updated_at = leads.updated_at \
+                     RETURNING ", lead_columns!()
+                ))
+                .bind(campaign_id)
+                .bind(phone)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn create_inbound_call(
                 &self,
                 phone: &str,

@@ -8,6 +8,7 @@ crate::on_both_backends!(
     numbers_are_added_normalised_listed_and_removed,
     invalid_numbers_are_422_and_absent_ones_404,
     listing_a_number_stops_its_waiting_leads,
+    a_listed_number_calling_in_gets_one_lead,
 );
 
 async fn numbers_are_added_normalised_listed_and_removed(app: TestApp) {
@@ -58,4 +59,31 @@ async fn listing_a_number_stops_its_waiting_leads(app: TestApp) {
     assert_eq!(page["total"], 1);
     assert_eq!(page["leads"][0]["phone"], "+919876543211");
     assert!(page["leads"][0]["next_attempt_at"].is_null());
+}
+
+/// The list stops our calls, not theirs: a listed number that calls in is answered, and two
+/// streams from it arriving together share one lead.
+async fn a_listed_number_calling_in_gets_one_lead(app: TestApp) {
+    let campaign = app.create_campaign("Inbound calls").await;
+    let store = &app.state.store;
+    let now = chrono::Utc::now();
+    store
+        .add_dnc("+919812312312", Some("asked"), "api", now)
+        .await
+        .unwrap();
+    let (a, b) = tokio::join!(
+        store.add_inbound_lead(campaign, "+919812312312", now),
+        store.add_inbound_lead(campaign, "+919812312312", now),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.id, b.id);
+    assert_eq!((a.campaign_id, a.phone.as_str()), (campaign, "+919812312312"));
+    let page: Value = app.get_json(&format!("/campaigns/{campaign}/leads")).await;
+    assert_eq!(page["total"], 1);
+    assert_eq!(page["leads"][0]["status"], "pending");
+    let again = store
+        .add_inbound_lead(campaign, "+919812312312", now)
+        .await
+        .unwrap();
+    assert_eq!(again.id, a.id);
 }
