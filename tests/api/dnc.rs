@@ -77,7 +77,10 @@ async fn a_listed_number_calling_in_gets_one_lead(app: TestApp) {
     );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.id, b.id);
-    assert_eq!((a.campaign_id, a.phone.as_str()), (campaign, "+919812312312"));
+    assert_eq!(
+        (a.campaign_id, a.phone.as_str()),
+        (campaign, "+919812312312")
+    );
     let page: Value = app.get_json(&format!("/campaigns/{campaign}/leads")).await;
     assert_eq!(page["total"], 1);
     assert_eq!(page["leads"][0]["status"], "pending");
