@@ -525,9 +525,7 @@ impl Call {
         })
     }
 
-    /// Speaks fixed text (greeting, prompts, fillers, goodbyes) as its own agent turn, sentence
-    /// by sentence like a model's reply: each sentence gets its own mark, so a caller who hangs
-    /// up or talks over a long greeting leaves in the transcript the sentences they heard.
+    /// Speaks fixed text (greeting, prompts, fillers, goodbyes) as its own agent turn.
     async fn say(&mut self, text: &str, end_after: Option<Ending>) {
         if let Some(e) = end_after {
             self.ending.get_or_insert(e);
@@ -537,13 +535,8 @@ impl Call {
             return;
         };
         turn.end_after = self.ending.is_some();
-        let mut splitter = PhraseSplitter::new();
-        let mut phrases = splitter.push(text.trim());
-        phrases.extend(splitter.finish());
         self.agent = Some(turn);
-        for phrase in phrases {
-            self.send_phrase(&phrase).await;
-        }
+        self.send_phrase(&format!("{} ", text.trim())).await;
         self.flush_turn().await;
         self.history.push(Message::assistant(text.trim()));
     }

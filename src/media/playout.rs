@@ -101,7 +101,10 @@ impl Playout {
         if !self.pending.is_empty() {
             let padded = self.pending.len().div_ceil(self.align) * self.align;
             self.pending.resize(padded, 0);
-            let frame = self.pending.split().freeze();
+            // Taken whole, not `split()`: a split would leave `pending` holding the unused
+            // tail of this allocation, keeping it alive (and the call's memory up) after the
+            // phrase has played.
+            let frame = std::mem::take(&mut self.pending).freeze();
             // Complete since its last bytes came (the phrase end follows them at once).
             let queued = self.pending_at.take().unwrap_or_else(Instant::now);
             self.queue.push_back(Item::Audio(frame, queued));

@@ -780,8 +780,7 @@ async fn caller_vanishing_mid_greeting_ends_the_call_and_keeps_what_was_heard(ba
         }
     }
     assert!(media > 0, "the greeting started");
-    // Each sentence ends with a mark; the first (about 3 s) was heard, the last was not.
-    assert!((1..3).contains(&marks), "{marks} sentences heard");
+    assert_eq!(marks, 0, "the greeting is one phrase, still playing");
     drop((tx, rx));
 
     let call = eventually(15, "call ended", || async {
@@ -794,12 +793,8 @@ async fn caller_vanishing_mid_greeting_ends_the_call_and_keeps_what_was_heard(ba
     let greeting = &turns[0];
     assert_eq!(greeting.speaker, "agent");
     assert!(greeting.interrupted, "{greeting:?}");
-    // Only sentences whose mark came back count as heard.
-    let sentences = [
-        "Namaste Asha, this is Asha from SunRise Solar.",
-        " We help families save on power bills with rooftop solar panels.",
-    ];
-    assert_eq!(greeting.text, sentences[..marks].concat(), "{greeting:?}");
+    // Only phrases whose mark came back count as heard: none had.
+    assert_eq!(greeting.text, "", "{greeting:?}");
     assert!(
         greeting.ended_ms.unwrap() >= 3_500,
         "cut after about 4 s: {greeting:?}"
