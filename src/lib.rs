@@ -30,6 +30,7 @@ pub mod media;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod pcm;
 pub mod phone;
 pub mod providers;
 pub mod reports;

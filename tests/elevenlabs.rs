@@ -260,7 +260,7 @@ async fn alignment_matches_the_audio_it_comes_with() {
         match next_event(&mut events).await {
             TtsEvent::Audio { pcm, alignment, .. } => {
                 let alignment = alignment.expect("alignment with every chunk");
-                assert_eq!(alignment.chars.len() * symbol_bytes, pcm.len());
+                assert_eq!(alignment.chars.count * symbol_bytes, pcm.len());
                 assert_eq!(alignment.char_start_times_ms[0], 0);
                 assert!(
                     alignment
@@ -268,8 +268,8 @@ async fn alignment_matches_the_audio_it_comes_with() {
                         .iter()
                         .all(|&d| d == speech::SYMBOL_MS)
                 );
-                assert_eq!(alignment.chars.concat(), pcm_text(&pcm));
-                spoken.push_str(&alignment.chars.concat());
+                assert_eq!(alignment.chars.text, pcm_text(&pcm));
+                spoken.push_str(&alignment.chars.text);
             }
             TtsEvent::TurnDone {
                 context,

@@ -759,7 +759,7 @@ impl Call {
                 self.playout.push_audio(&pcm, Instant::now().into_std());
                 // A mark right after the chunk that completes each phrase.
                 if let Some(a) = alignment {
-                    turn.chars_aligned += a.chars.len();
+                    turn.chars_aligned += a.chars.count;
                     while turn.marks_placed < turn.phrases.len()
                         && turn.phrases[turn.marks_placed].1 <= turn.chars_aligned
                     {
@@ -1089,7 +1089,5 @@ impl Call {
 
 /// True when 16-bit PCM carries more than background noise.
 fn voiced(pcm: &[u8]) -> bool {
-    pcm.chunks_exact(2)
-        .step_by(4)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 500)
+    crate::pcm::peak(pcm) > 500
 }

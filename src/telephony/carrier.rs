@@ -97,8 +97,56 @@ struct MediaPart<'a> {
     #[serde(borrow)]
     payload: std::borrow::Cow<'a, str>,
     /// Exotel sends numbers as strings; either is accepted.
-    #[serde(default)]
-    timestamp: Option<Value>,
+    #[serde(default, deserialize_with = "lenient_u64")]
+    timestamp: Option<u64>,
+}
+
+/// A number sent as a number or as a string (`"123"`), read without allocating; anything else
+/// (null, a non-numeric string) is `None`, as the generic path treats it.
+fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    struct Lenient;
+    impl serde::de::Visitor<'_> for Lenient {
+        type Value = Option<u64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number or a numeric string")
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(u64::try_from(v).ok())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.parse().ok())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(Lenient)
+}
+
+/// Appends `s` as a JSON string. Stream ids are plain ASCII, written as they are; anything
+/// else goes through serde_json's escaping.
+fn push_json_string(out: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    }
 }
 
 impl CarrierProtocol for Exotel {
@@ -118,11 +166,7 @@ impl CarrierProtocol for Exotel {
                 .ok()?;
             return Some(CarrierEvent::Media {
                 pcm: Bytes::from(pcm),
-                timestamp_ms: media
-                    .timestamp
-                    .as_ref()
-                    .and_then(text_of)
-                    .and_then(|t| t.parse().ok()),
+                timestamp_ms: media.timestamp,
             });
         }
         let v: Value = match serde_json::from_str(text) {
@@ -210,10 +254,9 @@ impl CarrierProtocol for Exotel {
             CarrierCommand::Media(pcm) => {
                 // Written directly: base64 needs no JSON escaping, and this runs ten times a
                 // second per call.
-                let sid = serde_json::to_string(stream_sid).unwrap_or_else(|_| "\"\"".into());
-                let mut out = String::with_capacity(pcm.len() * 4 / 3 + sid.len() + 64);
+                let mut out = String::with_capacity(pcm.len() * 4 / 3 + stream_sid.len() + 64);
                 out.push_str(r#"{"event":"media","stream_sid":"#);
-                out.push_str(&sid);
+                push_json_string(&mut out, stream_sid);
                 out.push_str(r#","media":{"payload":""#);
                 // SIMD base64 (AVX2/SSE4.1/NEON, detected at run time): the framing's base64 was
                 // 17% of the service's instructions with the scalar `base64` crate.
@@ -313,5 +356,32 @@ mod tests {
             mark,
             json!({"event": "mark", "stream_sid": "MZ1", "mark": {"name": "m"}})
         );
+        // A stream id that needs escaping still makes valid JSON with the id intact.
+        let odd = "MZ\"1\\ü";
+        let media: Value = serde_json::from_str(
+            &Exotel.encode(&CarrierCommand::Media(Bytes::from_static(&[0, 1, 2])), odd),
+        )
+        .unwrap();
+        assert_eq!(media["stream_sid"], odd);
+    }
+
+    #[test]
+    fn media_timestamps_are_read_as_numbers_or_strings_or_left_out() {
+        let frame = |ts: &str| {
+            format!(r#"{{"event":"media","stream_sid":"MZ1","media":{{"payload":"AAEC"{ts}}}}}"#)
+        };
+        let stamp = |ts: &str| match Exotel.parse(&frame(ts)) {
+            Some(CarrierEvent::Media { timestamp_ms, pcm }) => {
+                assert_eq!(&pcm[..], &[0, 1, 2], "payload with {ts}");
+                timestamp_ms
+            }
+            other => panic!("{ts}: {other:?}"),
+        };
+        assert_eq!(stamp(r#","timestamp":"480""#), Some(480));
+        assert_eq!(stamp(r#","timestamp":480"#), Some(480));
+        assert_eq!(stamp(r#","timestamp":null"#), None);
+        assert_eq!(stamp(r#","timestamp":"soon""#), None);
+        assert_eq!(stamp(r#","timestamp":-5"#), None);
+        assert_eq!(stamp(""), None);
     }
 }

@@ -179,10 +179,7 @@ impl ReplayBuffer {
 
 /// Whether every whole 16-bit little-endian sample is within [`QUIET_PEAK`] of zero.
 fn is_quiet(audio: &[u8]) -> bool {
-    audio.len().is_multiple_of(2)
-        && audio
-            .chunks_exact(2)
-            .all(|s| i16::from_le_bytes([s[0], s[1]]).unsigned_abs() <= QUIET_PEAK as u16)
+    audio.len().is_multiple_of(2) && crate::pcm::peak(audio) <= QUIET_PEAK as u16
 }
 
 #[cfg(test)]
