@@ -415,10 +415,6 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
         .as_deref()
         .ok_or("inbound stream without a caller number")?;
     let phone = E164::parse(from).map_err(|e| format!("inbound caller: {e}"))?;
-    // One inbound lead (and one "Inbound calls" campaign) at a time in this process: two first
-    // calls arriving together must not each create the campaign, nor two leads for one number.
-    static INBOUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    let _one_at_a_time = INBOUND.lock().await;
     let lead = match store
         .find_lead_by_phone(phone.as_str())
         .await
@@ -426,21 +422,9 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
     {
         Some(l) => l,
         None => {
-            let campaigns = store.list_campaigns().await.map_err(|e| e.to_string())?;
-            let campaign = match campaigns
-                .into_iter()
-                .find(|c| c.spec.name == "Inbound calls")
-            {
-                Some(c) => c,
-                None => {
-                    let mut spec = default_spec(&state.settings);
-                    spec.name = "Inbound calls".into();
-                    store
-                        .create_campaign(&spec, now)
-                        .await
-                        .map_err(|e| e.to_string())?
-                }
-            };
+            let campaign = inbound_campaign(state, now).await?;
+            // One `INSERT … ON CONFLICT`: two first calls from one number arriving together
+            // get the same lead, with no lock.
             store
                 .add_inbound_lead(campaign.id, phone.as_str(), now)
                 .await
@@ -456,6 +440,31 @@ async fn inbound_call(state: &AppState, start: &StreamStart) -> Result<crate::st
             start.call_sid.as_deref(),
             now,
         )
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The "Inbound calls" campaign, created by the first inbound call from an unknown number.
+/// Serialised in this process so that two such calls arriving together do not each create it;
+/// only those calls take the lock, never a call from a known number.
+async fn inbound_campaign(
+    state: &AppState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::store::Campaign, String> {
+    static INBOUND: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = INBOUND.lock().await;
+    let store = &state.store;
+    let campaigns = store.list_campaigns().await.map_err(|e| e.to_string())?;
+    if let Some(c) = campaigns
+        .into_iter()
+        .find(|c| c.spec.name == "Inbound calls")
+    {
+        return Ok(c);
+    }
+    let mut spec = default_spec(&state.settings);
+    spec.name = "Inbound calls".into();
+    store
+        .create_campaign(&spec, now)
         .await
         .map_err(|e| e.to_string())
 }

@@ -418,6 +418,7 @@ crate::on_each_backend!(
     llm_never_answering_gives_a_filler_then_a_graceful_end,
     hindi_passes_through_intact,
     an_unknown_stream_is_an_inbound_call_from_a_new_contact,
+    first_inbound_calls_arriving_together_share_one_campaign_and_one_lead_per_number,
     tts_socket_dropping_mid_turn_is_finished_over_http,
 );
 
@@ -470,6 +471,62 @@ async fn an_unknown_stream_is_an_inbound_call_from_a_new_contact(backend: Backen
     );
     // The outbound call placed for the campaign's own lead is untouched.
     assert_eq!(store.get_call(rig.call_id).await.unwrap().stream_sid, None);
+}
+
+/// Three first calls from unknown numbers at once, two of them from one number: one "Inbound
+/// calls" campaign (its creation is serialised), one lead per number (one `INSERT … ON
+/// CONFLICT`, no lock), and each call on its number's lead.
+async fn first_inbound_calls_arriving_together_share_one_campaign_and_one_lead_per_number(
+    backend: Backend,
+) {
+    let Some(rig) = hello_rig(backend).await else {
+        return;
+    };
+    let caller = || Script::saying(vec![], 20).hanging_up_after(Duration::from_secs(3));
+    tokio::join!(
+        run_caller_as(&rig.app, caller(), "CA-in-a1", "+919812300001"),
+        run_caller_as(&rig.app, caller(), "CA-in-a2", "+919812300001"),
+        run_caller_as(&rig.app, caller(), "CA-in-b1", "+919812300002"),
+    );
+    let store = &rig.app.state.store;
+    let call_of = |sid: &'static str| async move {
+        eventually(10, sid, || async {
+            let c = store.find_call_by_sid(sid).await.unwrap()?;
+            (c.status == voice_agent::store::CallStatus::Completed).then_some(c)
+        })
+        .await
+    };
+    let (a1, a2, b1) = (
+        call_of("CA-in-a1").await,
+        call_of("CA-in-a2").await,
+        call_of("CA-in-b1").await,
+    );
+    let inbound: Vec<_> = store
+        .list_campaigns()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.spec.name == "Inbound calls")
+        .collect();
+    assert_eq!(inbound.len(), 1, "one inbound campaign: {inbound:?}");
+    let page = store
+        .list_leads(
+            inbound[0].id,
+            &voice_agent::store::LeadQuery {
+                status: None,
+                limit: 10,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2, "one lead per number: {:?}", page.leads);
+    assert_eq!(
+        a1.lead_id, a2.lead_id,
+        "both calls from one number share its lead"
+    );
+    assert_ne!(a1.lead_id, b1.lead_id);
+    assert!(page.leads.iter().any(|l| Some(l.id) == b1.lead_id));
 }
 
 async fn deepgram_dropping_mid_utterance_loses_no_words(backend: Backend) {
