@@ -677,9 +677,10 @@ impl Clock {
     }
 }
 
+/// Sound rather than silence: the service's own test (`media::call`), through the same
+/// vectorised peak, since every agent frame of every simulated caller passes through it.
 fn voiced_bytes(pcm: &[u8]) -> bool {
-    pcm.chunks_exact(2)
-        .any(|b| i16::from_le_bytes([b[0], b[1]]).unsigned_abs() > 500)
+    crate::pcm::peak(pcm) > 500
 }
 
 // ---------------------------------------------------------------------------------------------
