@@ -692,6 +692,10 @@ impl Connection {
                 }
             }
         };
+        let failed = match &outcome {
+            Flow::Fail(code, _) => Some(code.to_string()),
+            _ => None,
+        };
         match outcome {
             Flow::EndOfStream => {
                 // The generator finishes the queued audio, says isFinal and closes.
@@ -700,7 +704,6 @@ impl Connection {
             }
             Flow::Fail(code, message) => {
                 generator.abort();
-                self.handle.update(|s| s.ws_errors.push(code.to_string()));
                 let body = json!({"message": message, "error": code, "code": 1008});
                 let _ = out_tx.send(Out::Text(body.to_string())).await;
                 let _ = out_tx.send(Out::Close(1008, code.to_string())).await;
@@ -712,6 +715,11 @@ impl Connection {
         }
         drop(out_tx);
         let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+        // Counted once the error and the close are written, so a test that waits for the count
+        // knows the client can read them.
+        if let Some(code) = failed {
+            self.handle.update(|s| s.ws_errors.push(code));
+        }
         self.close_all();
     }
 

@@ -825,6 +825,7 @@ impl Actor {
         if let Some(previous) = self.live.take() {
             self.close_context(&previous.id).await;
         }
+        self.read_pending().await;
         let init = json!({
             "text": " ",
             "context_id": id.as_str(),
@@ -874,6 +875,19 @@ impl Actor {
             aligner: SampleAligner::new(self.config.output_format),
             last_sent: Instant::now(),
         });
+    }
+
+    /// Handles what has already arrived on the socket, without waiting. A socket that sat idle
+    /// may have been closed by the server (its inactivity timeout) with that still unread; a new
+    /// turn sent into it would fail and fall back to HTTP, where a new socket serves it whole.
+    async fn read_pending(&mut self) {
+        use futures::FutureExt;
+        while let Some(socket) = self.socket.as_mut() {
+            let Some(message) = socket.next().now_or_never() else {
+                break;
+            };
+            self.on_socket(message).await;
+        }
     }
 
     /// Sends a message of the live turn; a failure ends the turn with an error event.
@@ -948,9 +962,10 @@ impl Actor {
                 tracing::warn!(%error, "ElevenLabs failed a turn");
                 self.fail_turn(error).await;
             } else {
-                // Between turns nothing is lost (typically an idle timeout): the socket closes
-                // and the next turn opens a new one.
+                // Between turns nothing is lost (typically an idle timeout): the server closes
+                // the socket, so it is dropped now and the next turn opens a new one.
                 tracing::info!(%error, "ElevenLabs closed an idle session socket");
+                self.socket = None;
             }
             return;
         }
