@@ -102,7 +102,8 @@ struct MediaPart<'a> {
 }
 
 /// A number sent as a number or as a string (`"123"`), read without allocating; anything else
-/// (null, a non-numeric string) is `None`, as the generic path treats it.
+/// (null, a non-numeric string) is `None`. Both parse paths use it, so they read a timestamp
+/// alike.
 fn lenient_u64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     struct Lenient;
     impl serde::de::Visitor<'_> for Lenient {
@@ -215,8 +216,7 @@ impl CarrierProtocol for Exotel {
                 Some(CarrierEvent::Media {
                     pcm: Bytes::from(pcm),
                     timestamp_ms: get(media, &["timestamp"])
-                        .and_then(text_of)
-                        .and_then(|t| t.parse().ok()),
+                        .and_then(|t| lenient_u64(t).ok().flatten()),
                 })
             }
             "dtmf" => {
