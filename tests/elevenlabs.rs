@@ -12,7 +12,9 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use voice_agent::config::Secret;
 use voice_agent::emulators::Running;
-use voice_agent::emulators::elevenlabs::{self as emulator, BusyKind, Config, Handle};
+use voice_agent::emulators::elevenlabs::{
+    self as emulator, BusyKind, Config, FinalAfter, Handle, Lifecycle,
+};
 use voice_agent::emulators::speech;
 use voice_agent::providers::elevenlabs::{
     ContextId, ElevenLabs, ElevenLabsConfig, OutputFormat, RetryAdvice, SessionError, TtsError,
@@ -58,11 +60,11 @@ async fn speak_turn(events: &mut mpsc::Receiver<TtsEvent>, turn: &ContextId) -> 
 }
 
 async fn say(session: &mut TtsSession, phrases: &[&str]) -> ContextId {
-    let turn = session.start_turn().await.unwrap();
+    let turn = session.start_turn().unwrap();
     for phrase in phrases {
-        session.send_text(phrase).await.unwrap();
+        session.send_text(phrase).unwrap();
     }
-    session.flush().await.unwrap();
+    session.end_turn().unwrap();
     turn
 }
 
@@ -301,7 +303,7 @@ async fn barge_in_drops_late_audio_and_the_next_turn_uses_the_same_socket() {
         TtsEvent::Audio { context, .. } => assert_eq!(context, first),
         other => panic!("expected audio, got {other:?}"),
     }
-    tts.cancel_turn().await.unwrap();
+    tts.cancel_turn().unwrap();
     let second = say(&mut tts, &["Sorry, go ahead."]).await;
     let audio = speak_turn(&mut events, &second).await;
 
@@ -359,10 +361,10 @@ async fn keepalive_holds_a_slow_turn_and_never_reopens_a_closed_context() {
     let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
 
     // The model is slow: nothing to say for longer than the inactivity timeout.
-    let turn = tts.start_turn().await.unwrap();
+    let turn = tts.start_turn().unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    tts.send_text("Sorry for the wait.").await.unwrap();
-    tts.flush().await.unwrap();
+    tts.send_text("Sorry for the wait.").unwrap();
+    tts.end_turn().unwrap();
     assert_eq!(
         pcm_text(&speak_turn(&mut events, &turn).await),
         "Sorry for the wait. "
@@ -429,6 +431,128 @@ async fn close_ends_the_session() {
         until(&handle, |s| s.open_contexts == 0).await.open_contexts,
         0
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A turn's context lifecycle, in every reading the emulator offers
+
+fn with_lifecycle(lifecycle: Lifecycle) -> Config {
+    Config {
+        lifecycle,
+        ..Config::fast()
+    }
+}
+
+/// The documented reading: `isFinal` only once the context is closed. The client closes it as
+/// soon as the turn's text is flushed, so the turn ends right after its audio.
+#[tokio::test]
+async fn a_turn_ends_when_its_closed_context_says_is_final() {
+    let (_emu, handle, config) = start(with_lifecycle(Lifecycle::default())).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = say(&mut tts, &["Great.", "Do you own your home?"]).await;
+    let audio = speak_turn(&mut events, &turn).await;
+
+    assert_eq!(pcm_text(&audio), "Great. Do you own your home? ");
+    let stats = until(&handle, |s| s.contexts_closed == 1).await;
+    assert_eq!(stats.contexts_closed, 1, "closed right after the flush");
+    assert_eq!(stats.open_contexts, 0);
+}
+
+/// A server that also says `isFinal` after a flush: a flush in the middle of a turn (the filler
+/// before a slow answer) must not end it.
+#[tokio::test]
+async fn is_final_after_a_mid_turn_flush_does_not_end_the_turn() {
+    let lifecycle = Lifecycle {
+        is_final: FinalAfter::FlushAndClose,
+        ..Lifecycle::default()
+    };
+    let (_emu, _handle, config) = start(with_lifecycle(lifecycle)).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let turn = tts.start_turn().unwrap();
+    tts.send_text("Sorry, one moment please.").unwrap();
+    tts.flush().unwrap();
+    // The filler is spoken (and its isFinal read) before the answer comes.
+    let mut audio = Vec::new();
+    while pcm_text(&audio) != "Sorry, one moment please. " {
+        match next_event(&mut events).await {
+            TtsEvent::Audio { pcm, .. } => audio.extend_from_slice(&pcm),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tts.send_text("We install rooftop solar.").unwrap();
+    tts.end_turn().unwrap();
+    audio.extend(speak_turn(&mut events, &turn).await);
+
+    assert_eq!(
+        pcm_text(&audio),
+        "Sorry, one moment please. We install rooftop solar. "
+    );
+}
+
+/// `context_id` instead of `contextId`, and the last chunk marked `is_final_audio_for_turn`
+/// with no `isFinal` at all: the turn still ends, and only its own audio is played.
+#[tokio::test]
+async fn the_other_spellings_end_a_turn_too() {
+    let lifecycle = Lifecycle {
+        is_final: FinalAfter::Never,
+        snake_case_context: true,
+        mark_last_audio: true,
+    };
+    let (_emu, _handle, config) = start(with_lifecycle(lifecycle)).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    for text in ["Namaste.", "Is this a good time?"] {
+        let turn = say(&mut tts, &[text]).await;
+        assert_eq!(
+            pcm_text(&speak_turn(&mut events, &turn).await),
+            format!("{text} ")
+        );
+    }
+}
+
+/// A server that never says a context is over: the session plays all the audio and then says
+/// nothing more; ending the turn is the pipeline's bounded wait (`media::call::waits`). The
+/// next turn still works and no context is left open.
+#[tokio::test]
+async fn without_is_final_the_audio_still_comes_whole_and_the_next_turn_works() {
+    let lifecycle = Lifecycle {
+        is_final: FinalAfter::Never,
+        ..Lifecycle::default()
+    };
+    let (_emu, handle, config) = start(with_lifecycle(lifecycle)).await;
+    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+
+    let first = say(&mut tts, &["Hello there."]).await;
+    let mut audio = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+    {
+        match event {
+            TtsEvent::Audio { context, pcm, .. } if context == first => {
+                audio.extend_from_slice(&pcm)
+            }
+            other => panic!("no end of turn comes in this mode: {other:?}"),
+        }
+    }
+    assert_eq!(pcm_text(&audio), "Hello there. ");
+
+    let second = say(&mut tts, &["Anything else?"]).await;
+    let mut audio = Vec::new();
+    while pcm_text(&audio) != "Anything else? " {
+        match next_event(&mut events).await {
+            TtsEvent::Audio { context, pcm, .. } => {
+                assert_eq!(context, second);
+                audio.extend_from_slice(&pcm);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = until(&handle, |s| s.contexts_closed == 2).await;
+    assert_eq!((stats.contexts_closed, stats.open_contexts), (2, 0));
+    assert_eq!(stats.ws_connections, 1);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -73,6 +73,11 @@ impl PhraseSplitter {
         phrases
     }
 
+    /// Whether text is waiting for its phrase to end.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.trim().is_empty()
+    }
+
     /// Returns whatever is left (the end of the reply), if anything speakable.
     pub fn finish(&mut self) -> Option<String> {
         let rest = std::mem::take(&mut self.pending);

@@ -321,6 +321,24 @@ pub struct CalleeConfig {
     /// [`CallReport::after_endpoint`] times each answer from the frame whose audio completed that
     /// silence, so a benchmark can subtract the providers' delays exactly.
     pub endpointing: Option<Duration>,
+    /// When marks are echoed.
+    pub marks: MarkEcho,
+}
+
+/// When the emulated Exotel echoes a bot's `mark`.
+///
+/// Exotel's docs say a mark is echoed "when everything queued before it has played"
+/// (`shared/protocols/exotel.md` §1): that is [`MarkEcho::Played`], the default. They say
+/// nothing of how late an echo may be, nor whether one can be lost, and a bot that waits on
+/// one forever never hangs up: [`MarkEcho::Late`] (a slow network or platform) and
+/// [`MarkEcho::Never`] (an integration that drops them) are the other readings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MarkEcho {
+    #[default]
+    Played,
+    /// This long after the audio before it has played.
+    Late(Duration),
+    Never,
 }
 
 impl Default for CalleeConfig {
@@ -336,6 +354,7 @@ impl Default for CalleeConfig {
             frame: Duration::from_millis(100),
             connect_timeout: Duration::from_secs(10),
             endpointing: None,
+            marks: MarkEcho::Played,
         }
     }
 }
@@ -394,6 +413,10 @@ pub enum EndedBy {
     Bot,
     /// The person hung up (`stop` with reason `callended`).
     Callee,
+    /// The person had nothing left to say and hung up after waiting
+    /// [`CalleeConfig::patience`] for the bot to do it (`stop` with reason `callended`): a bot
+    /// that should have hung up did not.
+    Impatient,
     /// [`CalleeConfig::max_duration`] elapsed (`stop` with reason `stopped`).
     MaxDuration,
 }
@@ -459,6 +482,8 @@ pub struct MediaStats {
     pub frames_below_guidance: u64,
     pub marks_received: u64,
     pub marks_echoed: u64,
+    /// Played marks never echoed ([`MarkEcho::Never`]).
+    pub marks_withheld: u64,
     /// Marks dropped by a `clear` before the audio ahead of them had played.
     pub marks_cancelled: u64,
     /// Marks still waiting for their audio when the call ended.
@@ -970,6 +995,8 @@ enum Act {
     Nothing,
     Say(&'static str, LineKind),
     HangUp,
+    /// Hang up because the bot never did.
+    GiveUp,
 }
 
 #[derive(Debug)]
@@ -1051,7 +1078,7 @@ impl Person {
             .nothing_to_say_since
             .is_some_and(|t| now >= t + self.patience)
         {
-            return Act::HangUp;
+            return Act::GiveUp;
         }
         Act::Nothing
     }
@@ -1187,6 +1214,9 @@ struct Call {
     after_endpoint: Vec<Duration>,
     ended_at: Option<Instant>,
     error: Option<String>,
+    marks: MarkEcho,
+    /// Played marks held back ([`MarkEcho::Late`]) and when each is echoed.
+    late_marks: VecDeque<(Instant, String)>,
 }
 
 /// Places the person on the bot's `/media` WebSocket and runs the call to its end.
@@ -1268,6 +1298,8 @@ impl Call {
             after_endpoint: Vec::new(),
             ended_at: None,
             error: None,
+            marks: config.marks,
+            late_marks: VecDeque::new(),
         }
     }
 
@@ -1289,6 +1321,7 @@ impl Call {
         let deadline = self.t0 + max_duration;
         loop {
             let mark_due = self.ear.next_mark_due();
+            let late_due = self.late_marks.front().map(|(at, _)| *at);
             let step = tokio::select! {
                 biased;
                 _ = sleep_until(deadline) => Err(EndedBy::MaxDuration),
@@ -1297,6 +1330,7 @@ impl Call {
                     self.ear.advance(Instant::now());
                     Ok(())
                 }
+                _ = sleep_until(late_due.unwrap_or(deadline)), if late_due.is_some() => Ok(()),
                 scheduled = ticker.tick() => self.on_tick(scheduled).await,
             };
             let step = match step {
@@ -1390,6 +1424,7 @@ impl Call {
         match self.person.decide(now, &mut self.ear, self.mouth.busy()) {
             Act::Nothing => Ok(()),
             Act::HangUp => Err(EndedBy::Callee),
+            Act::GiveUp => Err(EndedBy::Impatient),
             Act::Say(line, kind) => {
                 self.say(now, line, kind);
                 Ok(())
@@ -1558,6 +1593,23 @@ impl Call {
     }
 
     async fn echo_marks(&mut self) -> Result<(), EndedBy> {
+        let now = Instant::now();
+        match self.marks {
+            MarkEcho::Played => {}
+            MarkEcho::Late(after) => {
+                for name in self.ear.due_marks.drain(..) {
+                    self.late_marks.push_back((now + after, name));
+                }
+                while self.late_marks.front().is_some_and(|(at, _)| *at <= now) {
+                    let (_, name) = self.late_marks.pop_front().expect("checked");
+                    self.ear.due_marks.push(name);
+                }
+            }
+            MarkEcho::Never => {
+                self.stats.marks_withheld += self.ear.due_marks.len() as u64;
+                self.ear.due_marks.clear();
+            }
+        }
         if self.ear.due_marks.is_empty() {
             return Ok(());
         }
@@ -1588,7 +1640,7 @@ impl Call {
         self.cut_line();
         let reason = match end {
             EndedBy::Bot => None,
-            EndedBy::Callee => Some("callended"),
+            EndedBy::Callee | EndedBy::Impatient => Some("callended"),
             EndedBy::MaxDuration => Some("stopped"),
         };
         if let Some(reason) = reason {

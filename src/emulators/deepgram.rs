@@ -43,6 +43,37 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub drop_connections: Option<DropFault>,
     pub reject_handshakes: Option<RejectFault>,
+    /// Which end-of-turn signals are sent.
+    pub turn_end: TurnEnd,
+}
+
+/// The end-of-turn signals a connection sends. Deepgram documents both (`speech_final` after
+/// `endpointing` ms of silence, `UtteranceEnd` after `utterance_end_ms` without words:
+/// `shared/protocols/deepgram.md`), and [`TurnEnd::default`] sends both. A client must not
+/// depend on either alone: `speech_final` never comes in noise, `UtteranceEnd` needs
+/// `interim_results` and a gap in the words. Turning both off is a server that forgets them;
+/// the answer to `Finalize` (`from_finalize`) is still sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnEnd {
+    pub speech_final: bool,
+    pub utterance_end: bool,
+}
+
+impl Default for TurnEnd {
+    fn default() -> Self {
+        Self {
+            speech_final: true,
+            utterance_end: true,
+        }
+    }
+}
+
+impl TurnEnd {
+    /// Neither `speech_final` nor `UtteranceEnd`.
+    pub const NEITHER: TurnEnd = TurnEnd {
+        speech_final: false,
+        utterance_end: false,
+    };
 }
 
 impl Default for Config {
@@ -55,6 +86,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(10),
             drop_connections: None,
             reject_handshakes: None,
+            turn_end: TurnEnd::default(),
         }
     }
 }

@@ -48,6 +48,9 @@ pub enum ErrorKind {
     Stream,
     /// An open socket dropped mid-call.
     Dropped,
+    /// A signal the call waited for never came within its bound (an end of turn, a mark echo):
+    /// the call went on without it.
+    Stalled,
 }
 
 impl ErrorKind {
@@ -60,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Protocol => "protocol",
             ErrorKind::Stream => "stream_error",
             ErrorKind::Dropped => "dropped",
+            ErrorKind::Stalled => "stalled",
         }
     }
 
@@ -111,7 +115,7 @@ const PROVIDERS: [Provider; 4] = [
     Provider::ElevenLabs,
     Provider::Exotel,
 ];
-const KINDS: [ErrorKind; 7] = [
+const KINDS: [ErrorKind; 8] = [
     ErrorKind::Timeout,
     ErrorKind::Connect,
     ErrorKind::Http4xx,
@@ -119,6 +123,7 @@ const KINDS: [ErrorKind; 7] = [
     ErrorKind::Protocol,
     ErrorKind::Stream,
     ErrorKind::Dropped,
+    ErrorKind::Stalled,
 ];
 
 impl ProviderMetrics {
@@ -163,6 +168,11 @@ impl ProviderMetrics {
             kind: kind.as_str(),
         };
         self.errors.get_or_create(&labels).inc();
+    }
+
+    /// A wait on `provider` ended by its deadline (see `media::call::waits`).
+    pub fn stalled(&self, provider: Provider) {
+        self.error(provider, ErrorKind::Stalled);
     }
 
     pub fn reconnect(&self, provider: Provider, how: ReconnectKind) {
@@ -220,6 +230,7 @@ impl ProviderMetrics {
             TtsError::NotConfigured(_) | TtsError::WebSocket(_) => ErrorKind::Connect,
             TtsError::Protocol(_) | TtsError::NoTurn => ErrorKind::Protocol,
             TtsError::SessionClosed => ErrorKind::Dropped,
+            TtsError::SessionBusy => ErrorKind::Stalled,
         };
         self.error(Provider::ElevenLabs, kind);
     }

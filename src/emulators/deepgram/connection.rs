@@ -265,6 +265,7 @@ impl Conn {
                         .to_string(),
                     Duration::ZERO,
                 ),
+                Output::UtteranceEnd { .. } if !self.shared.config.turn_end.utterance_end => {}
                 Output::UtteranceEnd { last_word_end } => self.send(
                     json!({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": last_word_end})
                         .to_string(),
@@ -295,7 +296,7 @@ impl Conn {
             "duration": s.duration,
             "start": s.start,
             "is_final": s.is_final,
-            "speech_final": s.speech_final,
+            "speech_final": s.speech_final && self.shared.config.turn_end.speech_final,
             "from_finalize": s.from_finalize,
             "channel": {"alternatives": [{
                 "transcript": s.transcript,

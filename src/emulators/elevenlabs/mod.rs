@@ -10,45 +10,45 @@
 //!   real time;
 //! - a multi-context socket allows at most 5 open contexts, then sends
 //!   `max_active_conversations` and closes 1008; an idle socket is closed 1008
-//!   (`input_timeout_exceeded`); after `close_context`, one chunk already in flight still arrives;
+//!   (`input_timeout_exceeded`);
+//! - a flush leaves its context open; after `close_context` what was already flushed is still
+//!   generated and sent ("If it has already been set to flush it will continue flushing", the
+//!   AsyncAPI's `CloseContextClient`), so a client must drop a cancelled turn's audio itself;
 //! - a message for a closed context id opens a new context (so a keep-alive on a closed context
 //!   counts against the limit, as the pitfall list warns).
 //!
+//! When is `isFinal` sent? [`ws::FinalAfter`] offers each reading: once the context has ended
+//! (after `close_context`, the documented default), also after each flush, or never; and
+//! [`Lifecycle`] the spellings seen in practice (`context_id`, `is_final_audio_for_turn`). On a
+//! single-context socket it follows `{"text":""}`, just before the normal close.
+//!
 //! What it does not model: voices, models and voice settings (accepted, ignored), `alaw_8000`,
 //! `/stream/with-timestamps`, and prosody (a context's text is synthesized piece by piece).
-//!
-//! When is `isFinal` sent? The doc does not say for multi-context sockets. Here: after the audio
-//! of a `flush` of that context is complete (`{"isFinal":true,"contextId":…}`), and on a
-//! single-context socket after `{"text":""}`, just before the normal close.
+
+mod ws;
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
+use serde_json::json;
 
 use super::{Running, serve, speech};
+use ws::{Connection, Mode};
+pub use ws::{FinalAfter, Lifecycle};
 
 /// Most contexts a multi-context socket may have open at once.
 pub const MAX_OPEN_CONTEXTS: usize = 5;
-/// `chunk_length_schedule` when the init message gives none.
-const DEFAULT_SCHEDULE: [usize; 4] = [120, 160, 250, 290];
 /// HTTP body chunk sizes in bytes, cycled; odd sizes make chunks straddle samples.
 const HTTP_CHUNK_SIZES: [usize; 6] = [1601, 2400, 3333, 2048, 999, 4000];
 /// How many recent texts the stats keep.
@@ -69,6 +69,8 @@ pub struct Config {
     pub chars_per_message: usize,
     /// Longest text accepted by HTTP (`max_character_limit_exceeded` above).
     pub max_characters: usize,
+    /// When a multi-context socket says `isFinal`, and how it spells its messages.
+    pub lifecycle: Lifecycle,
     pub faults: Faults,
 }
 
@@ -81,6 +83,7 @@ impl Default for Config {
             real_time_factor: 0.3,
             chars_per_message: 8,
             max_characters: 40_000,
+            lifecycle: Lifecycle::default(),
             faults: Faults::default(),
         }
     }
@@ -149,7 +152,7 @@ pub struct Stats {
     pub texts_received: VecDeque<String>,
     /// The last texts synthesized, one per generation, verbatim.
     pub generated: VecDeque<String>,
-    /// Audio messages sent for a context after the client closed it (the in-flight chunk).
+    /// Audio messages sent for a context after the client closed it (what was flushed).
     pub audio_after_close: u64,
     /// `error` codes sent on WebSockets.
     pub ws_errors: Vec<String>,
@@ -473,14 +476,6 @@ fn paced_body(handle: Handle, audio: Bytes, bytes_per_second: f64) -> Body {
 // ---------------------------------------------------------------------------------------------
 // WebSockets
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// `stream-input`: one implicit context, `{"text":""}` ends the stream.
-    Single,
-    /// `multi-stream-input`: messages carry `context_id`.
-    Multi,
-}
-
 async fn ws_single(
     state: State<Handle>,
     path: Path<String>,
@@ -539,410 +534,7 @@ fn ws_accept(
         .drop_ws_after
         .filter(|_| n <= faults.drop_first_ws as u64);
     upgrade.on_upgrade(move |socket| {
-        let conn = Connection {
-            handle,
-            mode,
-            format,
-            inactivity,
-            contexts: HashMap::new(),
-        };
-        conn.run(socket, drop_after)
-    })
-}
-
-/// One context's text waiting to be spoken.
-struct Context {
-    buffer: String,
-    /// Set when the context is closed; generations in progress watch it.
-    closed: Arc<AtomicBool>,
-    last_message: Instant,
-    schedule: Vec<usize>,
-    /// Index into `schedule` of the next threshold.
-    step: usize,
-}
-
-/// Work for the generator: speak `text`, then maybe say `isFinal` and maybe close the socket.
-struct Job {
-    context_id: Option<String>,
-    text: String,
-    closed: Arc<AtomicBool>,
-    final_after: bool,
-    close_after: bool,
-}
-
-/// Messages for the writer task.
-enum Out {
-    Text(String),
-    Close(u16, String),
-}
-
-/// What the reader does after a client message.
-enum Flow {
-    Continue,
-    /// Send this error JSON, then close 1008.
-    Fail(&'static str, String),
-    /// `close_socket`: close now.
-    CloseSocket,
-    /// `{"text":""}` on a single-context socket: finish the audio, then close.
-    EndOfStream,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ClientMessage {
-    text: Option<String>,
-    #[serde(default)]
-    flush: bool,
-    #[serde(default)]
-    try_trigger_generation: bool,
-    context_id: Option<String>,
-    #[serde(default)]
-    close_context: bool,
-    #[serde(default)]
-    close_socket: bool,
-    generation_config: Option<GenerationConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct GenerationConfig {
-    chunk_length_schedule: Option<Vec<usize>>,
-}
-
-/// One WebSocket connection. The reader (this struct) owns the contexts; a generator task turns
-/// jobs into paced audio messages; a writer task owns the sink.
-struct Connection {
-    handle: Handle,
-    mode: Mode,
-    format: Format,
-    inactivity: Duration,
-    contexts: HashMap<String, Context>,
-}
-
-impl Connection {
-    async fn run(mut self, socket: WebSocket, drop_after: Option<Duration>) {
-        let (mut sink, mut stream) = socket.split();
-        let (out_tx, mut out_rx) = mpsc::channel::<Out>(32);
-        let writer = tokio::spawn(async move {
-            while let Some(out) = out_rx.recv().await {
-                let (msg, last) = match out {
-                    Out::Text(t) => (Message::Text(t.into()), false),
-                    Out::Close(code, reason) => (
-                        Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })),
-                        true,
-                    ),
-                };
-                if sink.send(msg).await.is_err() || last {
-                    break;
-                }
-            }
-        });
-        let (job_tx, job_rx) = mpsc::unbounded_channel::<Job>();
-        // Audio sent counts as activity for the socket's inactivity timer.
-        let last_audio = Arc::new(Mutex::new(Instant::now()));
-        let generator = tokio::spawn(generate(
-            job_rx,
-            out_tx.clone(),
-            self.handle.clone(),
-            self.format,
-            last_audio.clone(),
-        ));
-
-        let cut_at = drop_after.map(|d| Instant::now() + d);
-        let mut last_message = Instant::now();
-        let tick = (self.inactivity / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let mut ticker = tokio::time::interval(tick);
-        let outcome = loop {
-            tokio::select! {
-                msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        last_message = Instant::now();
-                        match self.on_message(text.as_str(), &job_tx) {
-                            Flow::Continue => {}
-                            other => break other,
-                        }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        break Flow::Fail("invalid_input_message", "binary messages are not accepted".into());
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    // The client closed or vanished.
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break Flow::CloseSocket,
-                },
-                _ = ticker.tick() => {
-                    let last_audio = *last_audio.lock().expect("activity lock");
-                    if last_message.max(last_audio).elapsed() >= self.inactivity {
-                        let secs = self.inactivity.as_secs_f64();
-                        break Flow::Fail(
-                            "input_timeout_exceeded",
-                            format!("Have not received a new text input within the timeout of {secs} seconds. Streaming input terminated."),
-                        );
-                    }
-                    if self.mode == Mode::Multi {
-                        self.expire_idle_contexts();
-                    }
-                }
-                _ = sleep_until_opt(cut_at) => {
-                    // Fault: cut the connection without a close frame.
-                    generator.abort();
-                    writer.abort();
-                    self.close_all();
-                    return;
-                }
-            }
-        };
-        let failed = match &outcome {
-            Flow::Fail(code, _) => Some(code.to_string()),
-            _ => None,
-        };
-        match outcome {
-            Flow::EndOfStream => {
-                // The generator finishes the queued audio, says isFinal and closes.
-                drop(job_tx);
-                let _ = generator.await;
-            }
-            Flow::Fail(code, message) => {
-                generator.abort();
-                let body = json!({"message": message, "error": code, "code": 1008});
-                let _ = out_tx.send(Out::Text(body.to_string())).await;
-                let _ = out_tx.send(Out::Close(1008, code.to_string())).await;
-            }
-            Flow::CloseSocket | Flow::Continue => {
-                generator.abort();
-                let _ = out_tx.send(Out::Close(1000, String::new())).await;
-            }
-        }
-        drop(out_tx);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-        // Counted once the error and the close are written, so a test that waits for the count
-        // knows the client can read them.
-        if let Some(code) = failed {
-            self.handle.update(|s| s.ws_errors.push(code));
-        }
-        self.close_all();
-    }
-
-    fn on_message(&mut self, raw: &str, jobs: &mpsc::UnboundedSender<Job>) -> Flow {
-        let msg: ClientMessage = match serde_json::from_str(raw) {
-            Ok(m) => m,
-            Err(e) => return Flow::Fail("invalid_input_message", format!("invalid JSON: {e}")),
-        };
-        if self.mode == Mode::Multi && msg.close_socket {
-            return Flow::CloseSocket;
-        }
-        let key = match self.mode {
-            Mode::Single => String::new(),
-            Mode::Multi => msg.context_id.clone().unwrap_or_else(|| "default".into()),
-        };
-        if self.mode == Mode::Multi && msg.close_context {
-            if let Some(ctx) = self.contexts.remove(&key) {
-                ctx.closed.store(true, Ordering::SeqCst);
-                self.handle.update(|s| {
-                    s.contexts_closed += 1;
-                    s.open_contexts -= 1;
-                });
-            }
-            return Flow::Continue;
-        }
-        if !self.contexts.contains_key(&key) {
-            if self.contexts.len() >= MAX_OPEN_CONTEXTS {
-                return Flow::Fail(
-                    "max_active_conversations",
-                    format!(
-                        "Maximum simultaneous contexts per WebSocket connection exceeded ({MAX_OPEN_CONTEXTS}). Please close an existing context before opening a new one."
-                    ),
-                );
-            }
-            let schedule = msg
-                .generation_config
-                .as_ref()
-                .and_then(|g| g.chunk_length_schedule.clone())
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| DEFAULT_SCHEDULE.to_vec());
-            self.contexts.insert(
-                key.clone(),
-                Context {
-                    buffer: String::new(),
-                    closed: Arc::new(AtomicBool::new(false)),
-                    last_message: Instant::now(),
-                    schedule,
-                    step: 0,
-                },
-            );
-            let open = self.contexts.len();
-            self.handle.update(|s| {
-                s.contexts_opened += 1;
-                s.open_contexts += 1;
-                s.max_open_contexts = s.max_open_contexts.max(open);
-            });
-        }
-        let ctx = self.contexts.get_mut(&key).expect("context just ensured");
-        ctx.last_message = Instant::now();
-        let end_of_stream = self.mode == Mode::Single && msg.text.as_deref() == Some("");
-        let text = msg.text.unwrap_or_default();
-        if end_of_stream {
-            // End of stream: speak what is left, then isFinal and close.
-            let job = take_job(ctx, None, true, true);
-            let _ = jobs.send(job);
-            return Flow::EndOfStream;
-        }
-        // A whitespace-only text on an empty buffer is the init message or a keep-alive:
-        // it is not spoken. Anything else is appended verbatim.
-        if !(text.trim().is_empty() && ctx.buffer.is_empty()) {
-            self.handle.record_text(&text);
-            ctx.buffer.push_str(&text);
-        }
-        let context_id = (self.mode == Mode::Multi).then(|| key.clone());
-        if msg.flush {
-            let final_after = self.mode == Mode::Multi;
-            let _ = jobs.send(take_job(ctx, context_id, final_after, false));
-        } else if !ctx.buffer.is_empty()
-            && (msg.try_trigger_generation || ends_sentence(&ctx.buffer))
-        {
-            let _ = jobs.send(take_job(ctx, context_id, false, false));
-        } else if ctx.buffer.chars().count() >= ctx.schedule[ctx.step] {
-            // Speak up to the last whole word; a partial word waits for the rest.
-            if let Some(cut) = ctx.buffer.rfind(char::is_whitespace) {
-                let cut = cut + ctx.buffer[cut..].chars().next().map_or(1, char::len_utf8);
-                let rest = ctx.buffer.split_off(cut);
-                let _ = jobs.send(take_job(ctx, context_id, false, false));
-                ctx.buffer = rest;
-                ctx.step = (ctx.step + 1).min(ctx.schedule.len() - 1);
-            }
-        }
-        Flow::Continue
-    }
-
-    /// Closes multi-stream contexts that received nothing for `inactivity`.
-    fn expire_idle_contexts(&mut self) {
-        let idle: Vec<String> = self
-            .contexts
-            .iter()
-            .filter(|(_, c)| c.last_message.elapsed() >= self.inactivity)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in idle {
-            if let Some(ctx) = self.contexts.remove(&key) {
-                ctx.closed.store(true, Ordering::SeqCst);
-                self.handle.update(|s| {
-                    s.contexts_timed_out += 1;
-                    s.open_contexts -= 1;
-                });
-            }
-        }
-    }
-
-    fn close_all(&mut self) {
-        let n = self.contexts.len();
-        for (_, ctx) in self.contexts.drain() {
-            ctx.closed.store(true, Ordering::SeqCst);
-        }
-        self.handle.update(|s| s.open_contexts -= n);
-    }
-}
-
-fn take_job(
-    ctx: &mut Context,
-    context_id: Option<String>,
-    final_after: bool,
-    close_after: bool,
-) -> Job {
-    Job {
-        context_id,
-        text: std::mem::take(&mut ctx.buffer),
-        closed: ctx.closed.clone(),
-        final_after,
-        close_after,
-    }
-}
-
-/// True when the buffer ends a sentence and the word is complete (trailing whitespace).
-fn ends_sentence(buffer: &str) -> bool {
-    buffer.ends_with(char::is_whitespace) && buffer.trim_end().ends_with(['.', '!', '?', '।', '…'])
-}
-
-async fn sleep_until_opt(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Turns jobs into paced audio messages, in order.
-async fn generate(
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    out: mpsc::Sender<Out>,
-    handle: Handle,
-    format: Format,
-    last_audio: Arc<Mutex<Instant>>,
-) {
-    let per_message = handle.config().chars_per_message.max(1);
-    let mut first_of_stream = true;
-    while let Some(job) = jobs.recv().await {
-        if !job.text.is_empty() && !job.closed.load(Ordering::SeqCst) {
-            handle.record_generated(&job.text);
-            tokio::time::sleep(handle.latency(handle.config().ttfb)).await;
-            let chars: Vec<char> = job.text.chars().collect();
-            let mut sent_any = false;
-            for (i, piece) in chars.chunks(per_message).enumerate() {
-                let audio_len =
-                    Duration::from_millis(speech::SYMBOL_MS as u64 * piece.len() as u64);
-                if i > 0 {
-                    tokio::time::sleep(handle.work(audio_len)).await;
-                }
-                // After close_context, the chunk already in flight still goes out; then stop.
-                let leaking = job.closed.load(Ordering::SeqCst);
-                if leaking && !sent_any {
-                    break;
-                }
-                let text: String = piece.iter().collect();
-                let audio = format.encode(&text, first_of_stream);
-                first_of_stream = false;
-                let alignment = alignment(piece);
-                let mut msg = json!({
-                    "audio": BASE64.encode(&audio),
-                    "isFinal": null,
-                    "normalizedAlignment": alignment,
-                    "alignment": alignment,
-                });
-                if let Some(id) = &job.context_id {
-                    msg["contextId"] = json!(id);
-                }
-                if out.send(Out::Text(msg.to_string())).await.is_err() {
-                    return;
-                }
-                *last_audio.lock().expect("activity lock") = Instant::now();
-                sent_any = true;
-                if leaking {
-                    handle.update(|s| s.audio_after_close += 1);
-                    break;
-                }
-            }
-        }
-        if job.final_after && !job.closed.load(Ordering::SeqCst) {
-            let mut msg = json!({"isFinal": true});
-            if let Some(id) = &job.context_id {
-                msg["contextId"] = json!(id);
-            }
-            if out.send(Out::Text(msg.to_string())).await.is_err() {
-                return;
-            }
-        }
-        if job.close_after {
-            let _ = out.send(Out::Close(1000, String::new())).await;
-            return;
-        }
-    }
-}
-
-/// Per-character timing of one audio message, relative to its start.
-fn alignment(chars: &[char]) -> Value {
-    let ms = speech::SYMBOL_MS;
-    json!({
-        "chars": chars.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
-        "charStartTimesMs": (0..chars.len() as u32).map(|i| i * ms).collect::<Vec<_>>(),
-        "charDurationsMs": vec![ms; chars.len()],
+        Connection::new(handle, mode, format, inactivity).run(socket, drop_after)
     })
 }
 
@@ -974,13 +566,5 @@ mod tests {
         let bytes = Format::Mp3.encode("hello there", true);
         assert!(bytes.starts_with(b"ID3"));
         assert_eq!(speech::transcribe(&speech::from_bytes(&bytes)), "");
-    }
-
-    #[test]
-    fn sentences_end_only_after_whitespace() {
-        assert!(ends_sentence("Solar. "));
-        assert!(ends_sentence("हाँ जी। "));
-        assert!(!ends_sentence("Solar."));
-        assert!(!ends_sentence("We install "));
     }
 }
