@@ -499,6 +499,11 @@ pub struct MediaStats {
     /// Agent audio received but not yet played when the call ended (e.g. a bot hanging up
     /// over its own goodbye).
     pub unplayed_at_end: Duration,
+    /// Agent audio received after the last mark (or `clear`) when the call ended: a phrase whose
+    /// mark never came (a bot that waits on its TTS for ever leaves its last phrase so).
+    pub unmarked_at_end: Duration,
+    /// When the bot hung up: how long after its last audio had played.
+    pub hangup_after_audio: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -745,6 +750,8 @@ struct Ear {
     fresh: String,
     /// Marks whose audio has played, to echo.
     due_marks: Vec<String>,
+    /// Audio bytes received since the last mark or clear.
+    unmarked: usize,
 }
 
 impl Ear {
@@ -764,6 +771,7 @@ impl Ear {
             heard: Vec::new(),
             fresh: String::new(),
             due_marks: Vec::new(),
+            unmarked: 0,
         }
     }
 
@@ -855,6 +863,7 @@ impl Ear {
             self.cursor = now;
             self.head_played = 0;
         }
+        self.unmarked += pcm.len();
         self.queue.push_back(Queued::Audio { pcm, voiced });
         self.audio_queued += 1;
         self.voiced_queued += voiced as usize;
@@ -863,6 +872,7 @@ impl Ear {
     }
 
     fn mark(&mut self, now: Instant, name: String) {
+        self.unmarked = 0;
         self.queue.push_back(Queued::Mark(name));
         self.mid_phrase = false;
         self.advance(now);
@@ -878,6 +888,7 @@ impl Ear {
             .filter(|q| matches!(q, Queued::Mark(_)))
             .count() as u64;
         self.queue.clear();
+        self.unmarked = 0;
         self.head_played = 0;
         self.audio_queued = 0;
         self.voiced_queued = 0;
@@ -1637,6 +1648,10 @@ impl Call {
         let now = Instant::now();
         self.ended_at = Some(now);
         self.ear.advance(now);
+        if end == EndedBy::Bot && self.ear.audio_queued == 0 {
+            self.stats.hangup_after_audio =
+                self.ear.drained_at.map(|d| now.saturating_duration_since(d));
+        }
         self.cut_line();
         let reason = match end {
             EndedBy::Bot => None,
@@ -1691,6 +1706,7 @@ impl Call {
         custom_parameters: Vec<(String, String)>,
     ) -> CallReport {
         self.stats.unplayed_at_end = self.ear.unplayed();
+        self.stats.unmarked_at_end = self.clock.duration(self.ear.unmarked);
         self.stats.marks_pending_at_end = self.ear.pending_marks();
         CallReport {
             call_sid: self.start.call_sid,

@@ -4,6 +4,7 @@ mod browser;
 mod helpers;
 
 mod analytics;
+mod campaign_modes;
 mod campaigns;
 mod dialer;
 mod dnc;
