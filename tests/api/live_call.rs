@@ -742,6 +742,21 @@ async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
         greeting.text
     );
     assert!(full.starts_with(&greeting.text), "{:?}", greeting.text);
+    // Interrupted 1.5 s in (the barge-in is seen a moment later), its one phrase unmarked: the
+    // words that had played are kept, cut at a whole word, not dropped with the phrase.
+    let chars = greeting.text.chars().count();
+    assert!((15..=60).contains(&chars), "{chars}: {:?}", greeting.text);
+    let next = full[greeting.text.len()..].chars().next();
+    assert!(next.is_none_or(|c| !c.is_alphanumeric()), "{:?}", greeting.text);
+    // And the model is told that it said them.
+    let reply = rig
+        .llm
+        .requests()
+        .into_iter()
+        .find(|r| r["stream"] == json!(true))
+        .expect("the model was asked");
+    assert_eq!(reply["messages"][1]["role"], "assistant", "{reply}");
+    assert_eq!(reply["messages"][1]["content"], greeting.text.as_str());
     assert_eq!(turns[1].speaker, "caller");
     assert!(
         turns[1].text.contains("what is this about"),

@@ -251,3 +251,49 @@ impl Call {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_settle_wait_runs_from_the_last_new_words_then_from_finalize() {
+        let tuning = CallTuning::default();
+        let t = Instant::now();
+        let mut l = Listening::default();
+        assert_eq!(l.settle_due(&tuning), None, "nothing pending, nothing awaited");
+        l.interim = "hello".into();
+        l.progress_at = Some(t);
+        assert_eq!(l.settle_due(&tuning), Some(t + tuning.stt_settle));
+        // New words move it.
+        l.progress_at = Some(t + Duration::from_secs(1));
+        assert_eq!(
+            l.settle_due(&tuning),
+            Some(t + Duration::from_secs(1) + tuning.stt_settle)
+        );
+        // Once Finalize is asked for, its answer is awaited for `finalize_wait`.
+        l.finalize_sent_at = Some(t + Duration::from_secs(3));
+        assert_eq!(
+            l.settle_due(&tuning),
+            Some(t + Duration::from_secs(3) + tuning.finalize_wait)
+        );
+        l.heard = " Yes,".into();
+        assert_eq!(l.take(true), "Yes, hello", "the unconfirmed words are kept");
+        assert_eq!(l.settle_due(&tuning), None);
+        assert!(!l.caller_busy());
+    }
+
+    #[test]
+    fn without_the_interim_only_the_finals_are_taken() {
+        let mut l = Listening {
+            heard: " I am interested.".into(),
+            interim: "tell".into(),
+            ..Listening::default()
+        };
+        assert_eq!(l.take(false), "I am interested.");
+        assert!(l.interim.is_empty());
+    }
+}
+
