@@ -120,6 +120,23 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// The credentials of an `Authorization: <scheme> <credentials>` header, when its scheme is
+/// `scheme`: `Err(())` when the header is absent, `Ok(None)` when it names another scheme.
+/// Schemes are case-insensitive (RFC 9110 §11.1: `bearer` is `Bearer`).
+pub fn auth_credentials<'a>(
+    headers: &'a axum::http::HeaderMap,
+    scheme: &str,
+) -> Result<Option<&'a str>, ()> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(())?;
+    let (given, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    Ok(given
+        .eq_ignore_ascii_case(scheme)
+        .then(|| credentials.trim()))
+}
+
 /// When `API_KEY` is set, requires `Authorization: Bearer <API_KEY>`.
 pub async fn require_api_key(
     State(state): State<AppState>,
@@ -129,22 +146,51 @@ pub async fn require_api_key(
     let Some(expected) = state.settings.api_key.as_ref() else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => {
+    let refused = |message: &str| error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    match auth_credentials(request.headers(), "Bearer") {
+        Ok(Some(token)) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => {
             next.run(request).await
         }
-        Some(_) => error_response(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key"),
-        None => error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing `Authorization: Bearer <API_KEY>` header",
+        Ok(Some(_)) => refused("invalid API key"),
+        Ok(None) => refused(
+            "the `Authorization` header must use the Bearer scheme: `Authorization: Bearer <API_KEY>`",
         ),
+        Err(()) => refused("missing `Authorization: Bearer <API_KEY>` header"),
+    }
+}
+
+/// Bounds how long a request may take to produce its response: `HTTP_REQUEST_TIMEOUT_MS`
+/// (`CSV_UPLOAD_TIMEOUT_SECS` for uploads), then 503 `unavailable`. This is what makes a
+/// request fail instead of hang when the database stalls, and what ends a request whose body
+/// stops arriving. The carrier's `/media` stream is a call, bounded by the call itself.
+pub async fn deadline(
+    State(settings): State<std::sync::Arc<crate::config::Settings>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str());
+    let limit = match route {
+        Some("/media") => return next.run(request).await,
+        Some("/campaigns/{id}/upload-csv") => settings.http.upload_timeout,
+        _ => settings.http.request_timeout,
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &format!(
+                    "the request took longer than {} ms (the database or a dependency is slow, \
+                     or the request body stopped arriving)",
+                    limit.as_millis()
+                ),
+            )
+        }
     }
 }
 

@@ -21,10 +21,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str, wait: Duration) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(wait)
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;

@@ -28,18 +28,20 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path.db`, `sqlite::memory:`)
     /// and applies migrations.
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str, wait: Duration) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // WAL + NORMAL is durable across process crashes (only an OS crash can lose the
             // last transactions), and much faster than FULL.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            // Writers queue for SQLite's one write lock this long, then the operation fails
+            // (503 at the API) rather than holding its request.
+            .busy_timeout(wait)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(wait)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;

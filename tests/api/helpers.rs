@@ -305,6 +305,24 @@ pub async fn spawn_app_with(
     Some(spawn_app_at(&database_url, dir, configure).await)
 }
 
+/// Starts the service on port 0 with these environment variables (as `Settings::from_env`
+/// would read them) on top of the defaults.
+pub async fn spawn_app_env(backend: Backend, vars: &[(&str, &str)]) -> Option<TestApp> {
+    spawn_app_with(backend, |s| with_vars(s, vars)).await
+}
+
+/// Re-reads `s` from these variables, keeping its database and base URL.
+pub fn with_vars(s: &mut Settings, vars: &[(&str, &str)]) {
+    let mut map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.insert("DATABASE_URL".into(), s.database_url.clone());
+    let base = s.our_base_url.clone();
+    *s = Settings::from_map(&map).expect("valid test settings");
+    s.our_base_url = base;
+}
+
 /// Starts the service on port 0 against an existing database (a second instance).
 pub async fn spawn_app_at(
     database_url: &str,

@@ -9,6 +9,8 @@ mod campaigns;
 mod dialer;
 mod dnc;
 mod exports;
+mod hardening;
+mod hardening_ops;
 mod health_and_auth;
 mod import;
 mod live_call;
