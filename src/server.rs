@@ -35,8 +35,8 @@ use axum::Router;
 use axum::body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -245,9 +245,10 @@ pub async fn serve(
     let connections = TaskTracker::new();
     let draining = CancellationToken::new();
     let dropping = CancellationToken::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // hyper's own HTTP/1 builder: hyper-util's `auto` builder first waits for bytes to tell
+    // HTTP/1 from HTTP/2, with no timer, so a silent connection would never time out.
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let mut last_warning: Option<Instant> = None;
@@ -286,7 +287,7 @@ pub async fn serve(
                 stream,
                 _slot: slot,
             });
-            let served = builder.serve_connection_with_upgrades(io, service);
+            let served = builder.serve_connection(io, service).with_upgrades();
             let mut served = std::pin::pin!(served);
             tokio::select! {
                 _ = served.as_mut() => {}
