@@ -163,6 +163,11 @@ pub async fn run(
     state.tasks.spawn(dialer.run(state.shutdown.clone()));
     let deliverer = std::sync::Arc::new(crate::notify::Deliverer::new(&state));
     state.tasks.spawn(deliverer.run(state.shutdown.clone()));
+    state.tasks.spawn(crate::store::tallies::fold_loop(
+        state.store.clone(),
+        Duration::from_secs(2),
+        state.shutdown.clone(),
+    ));
     tracing::info!(
         addr = %listener.local_addr()?,
         database = state.store.backend().as_str(),

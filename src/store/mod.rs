@@ -13,6 +13,8 @@
 #[macro_use]
 mod sql;
 #[macro_use]
+pub mod tallies;
+#[macro_use]
 mod ops_sql;
 mod models;
 mod ops;

@@ -395,9 +395,11 @@ async fn an_inbound_stream_that_fails_at_once_settles_its_call_and_lead(backend:
     .await;
     assert!(closed.is_ok(), "the service closed the stream");
     let store = app.state.store.as_ref();
-    let call = eventually(5, "the inbound call ended", || async {
+    // The call ends first, then its lead is settled: wait for both.
+    let (call, lead) = eventually(5, "the inbound call ended and its lead settled", || async {
         let c = store.find_call_by_sid("CA-in-fail").await.unwrap()?;
-        (!c.status.is_active()).then_some(c)
+        let lead = store.get_lead(c.lead_id?).await.unwrap();
+        (!c.status.is_active() && lead.status != LeadStatus::Pending).then_some((c, lead))
     })
     .await;
     assert_eq!(call.status, CallStatus::Failed, "{call:?}");
@@ -409,7 +411,6 @@ async fn an_inbound_stream_that_fails_at_once_settles_its_call_and_lead(backend:
             .contains("text-to-speech"),
         "{call:?}"
     );
-    let lead = store.get_lead(call.lead_id.unwrap()).await.unwrap();
-    assert_ne!(lead.status, LeadStatus::Pending, "{lead:?}");
+    assert_eq!(lead.last_result.as_deref(), Some("failed"), "{lead:?}");
     assert_ne!(lead.status, LeadStatus::InProgress, "{lead:?}");
 }

@@ -22,6 +22,7 @@ mod openapi_bodies;
 mod outbound_webhooks;
 mod route_scan;
 mod sessions;
+mod tallies;
 mod ui;
 mod ui_assets;
 mod webhooks;

@@ -201,7 +201,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
     // Campaigns and leads.
     let campaign = c
         .call(M::POST, "/campaigns", "/campaigns", Some(json!({
-            "name": "Schema", "webhook_url": "http://127.0.0.1:9/hook",
+            "name": "Schema", "webhook_url": "https://hooks.example.com/hook",
             "calling_window": {"start": "00:00", "end": "23:59",
                 "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
             "retry_delays": {"no_answer": [5, 10], "busy": 15},
