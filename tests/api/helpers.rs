@@ -106,16 +106,30 @@ impl TestApp {
             .expect("upload")
     }
 
-    /// Uploads `csv` and returns the import report.
+    /// Uploads `csv`, which must import, and returns the import report.
     pub async fn upload_report(&self, campaign: i64, csv: impl Into<Vec<u8>>) -> serde_json::Value {
-        self.upload(campaign, csv).await.json().await.unwrap()
+        let res = self.upload(campaign, csv).await;
+        let status = res.status();
+        let report: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "upload refused: {report}");
+        report
     }
 
-    /// Creates a campaign, uploads `csv` and starts it; returns its id.
+    /// Creates a campaign, uploads `csv` and starts it; returns its id. Each step must succeed.
     pub async fn started_campaign(&self, name: &str, csv: impl Into<Vec<u8>>) -> i64 {
         let campaign = self.create_campaign(name).await;
-        self.upload(campaign, csv).await;
-        self.post(&format!("/campaigns/{campaign}/start")).await;
+        let report = self.upload_report(campaign, csv).await;
+        assert!(
+            report["imported"].as_u64() > Some(0),
+            "nothing imported: {report}"
+        );
+        let res = self.post(&format!("/campaigns/{campaign}/start")).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "start refused: {}",
+            res.text().await.unwrap()
+        );
         campaign
     }
 
