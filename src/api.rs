@@ -120,21 +120,32 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// The credentials of an `Authorization: <scheme> <credentials>` header, when its scheme is
-/// `scheme`: `Err(())` when the header is absent, `Ok(None)` when it names another scheme.
-/// Schemes are case-insensitive (RFC 9110 §11.1: `bearer` is `Bearer`).
-pub fn auth_credentials<'a>(
-    headers: &'a axum::http::HeaderMap,
-    scheme: &str,
-) -> Result<Option<&'a str>, ()> {
-    let value = headers
+/// What an `Authorization: <scheme> <credentials>` header holds for one scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization` header (or one that is not text).
+    Missing,
+    /// The header names another scheme.
+    OtherScheme,
+    Given(&'a str),
+}
+
+/// The credentials of the `Authorization` header for `scheme`. Schemes are case-insensitive
+/// (RFC 9110 §11.1: `bearer` is `Bearer`).
+pub fn auth_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Credentials<'a> {
+    let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(())?;
-    let (given, credentials) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-    Ok(given
-        .eq_ignore_ascii_case(scheme)
-        .then(|| credentials.trim()))
+    else {
+        return Credentials::Missing;
+    };
+    let value = value.trim();
+    let (given, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if given.eq_ignore_ascii_case(scheme) {
+        Credentials::Given(credentials.trim())
+    } else {
+        Credentials::OtherScheme
+    }
 }
 
 /// When `API_KEY` is set, requires `Authorization: Bearer <API_KEY>`.
@@ -148,14 +159,16 @@ pub async fn require_api_key(
     };
     let refused = |message: &str| error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
     match auth_credentials(request.headers(), "Bearer") {
-        Ok(Some(token)) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => {
+        Credentials::Given(token)
+            if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) =>
+        {
             next.run(request).await
         }
-        Ok(Some(_)) => refused("invalid API key"),
-        Ok(None) => refused(
+        Credentials::Given(_) => refused("invalid API key"),
+        Credentials::OtherScheme => refused(
             "the `Authorization` header must use the Bearer scheme: `Authorization: Bearer <API_KEY>`",
         ),
-        Err(()) => refused("missing `Authorization: Bearer <API_KEY>` header"),
+        Credentials::Missing => refused("missing `Authorization: Bearer <API_KEY>` header"),
     }
 }
 

@@ -84,8 +84,7 @@ const LOG_CHARS: usize = 100;
 
 impl fmt::Display for LogSafe<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = 0;
-        for (i, c) in self.0.char_indices() {
+        for (shown, (i, c)) in self.0.char_indices().enumerate() {
             if shown == LOG_CHARS {
                 return write!(f, "…(+{} bytes)", self.0.len() - i);
             }
@@ -94,7 +93,6 @@ impl fmt::Display for LogSafe<'_> {
             } else {
                 fmt::Write::write_char(f, c)?;
             }
-            shown += 1;
         }
         Ok(())
     }

@@ -128,9 +128,11 @@ fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &Heade
     {
         return true;
     }
-    crate::api::auth_credentials(headers, "Basic")
-        .ok()
-        .flatten()
+    let crate::api::Credentials::Given(basic) = crate::api::auth_credentials(headers, "Basic")
+    else {
+        return false;
+    };
+    Some(basic)
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
