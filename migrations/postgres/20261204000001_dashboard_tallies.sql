@@ -97,71 +97,54 @@ CREATE TRIGGER leads_tally_delete AFTER DELETE ON leads REFERENCING OLD TABLE AS
     FOR EACH STATEMENT EXECUTE FUNCTION leads_tally_delete();
 
 -- --- calls --- (a call with no campaign is in no report's scope)
+-- One call's contribution to its tally row, times `sign` (+1 as it is now, -1 as it was).
+CREATE FUNCTION call_tally_terms(r calls, sign INTEGER) RETURNS SETOF call_tally_deltas
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT r.campaign_id, r.status, COALESCE(r.intent, ''), sign::BIGINT,
+        sign * (r.answered_at IS NOT NULL)::int,
+        sign * (r.direction = 'outbound' AND r.dialed_at IS NOT NULL)::int,
+        sign * (r.direction = 'outbound' AND r.dialed_at IS NOT NULL AND r.answered_at IS NOT NULL)::int,
+        sign * COALESCE(r.conversation_duration, 0),
+        sign * (COALESCE(r.conversation_duration, 0) > 0)::int,
+        sign * CASE WHEN r.conversation_duration > 0 THEN (r.conversation_duration + 59) / 60 ELSE 0 END,
+        sign * CASE WHEN r.stream_sid IS NOT NULL THEN COALESCE(r.conversation_duration, 0) ELSE 0 END,
+        sign * r.llm_prompt_tokens, sign * r.llm_completion_tokens, sign * r.tts_characters
+    WHERE r.campaign_id IS NOT NULL
+$$;
+
 CREATE FUNCTION calls_tally() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO call_tally_deltas
-        SELECT campaign_id, status, intent, SUM(total), SUM(answered), SUM(dialled),
-            SUM(dialled_answered), SUM(talk_secs), SUM(talked_calls), SUM(carrier_minutes),
-            SUM(stt_secs), SUM(llm_prompt_tokens), SUM(llm_completion_tokens), SUM(tts_characters)
-        FROM (SELECT r.campaign_id, r.status, COALESCE(r.intent, '') AS intent, 1 AS total,
-                (r.answered_at IS NOT NULL)::int AS answered,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL)::int AS dialled,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL AND r.answered_at IS NOT NULL)::int AS dialled_answered,
-                COALESCE(r.conversation_duration, 0) AS talk_secs,
-                (COALESCE(r.conversation_duration, 0) > 0)::int AS talked_calls,
-                CASE WHEN r.conversation_duration > 0 THEN (r.conversation_duration + 59) / 60 ELSE 0 END AS carrier_minutes,
-                CASE WHEN r.stream_sid IS NOT NULL THEN COALESCE(r.conversation_duration, 0) ELSE 0 END AS stt_secs,
-                r.llm_prompt_tokens, r.llm_completion_tokens, r.tts_characters
-              FROM new_rows r WHERE r.campaign_id IS NOT NULL) d
+        SELECT t.campaign_id, t.status, t.intent, SUM(t.total), SUM(t.answered), SUM(t.dialled),
+            SUM(t.dialled_answered), SUM(t.talk_secs), SUM(t.talked_calls), SUM(t.carrier_minutes),
+            SUM(t.stt_secs), SUM(t.llm_prompt_tokens), SUM(t.llm_completion_tokens),
+            SUM(t.tts_characters)
+        FROM new_rows r CROSS JOIN LATERAL call_tally_terms(r, 1) t
         GROUP BY 1, 2, 3;
     ELSIF TG_OP = 'UPDATE' THEN
         INSERT INTO call_tally_deltas
         SELECT campaign_id, status, intent, SUM(total), SUM(answered), SUM(dialled),
             SUM(dialled_answered), SUM(talk_secs), SUM(talked_calls), SUM(carrier_minutes),
             SUM(stt_secs), SUM(llm_prompt_tokens), SUM(llm_completion_tokens), SUM(tts_characters)
-        FROM (SELECT r.campaign_id, r.status, COALESCE(r.intent, '') AS intent, 1 AS total,
-                (r.answered_at IS NOT NULL)::int AS answered,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL)::int AS dialled,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL AND r.answered_at IS NOT NULL)::int AS dialled_answered,
-                COALESCE(r.conversation_duration, 0) AS talk_secs,
-                (COALESCE(r.conversation_duration, 0) > 0)::int AS talked_calls,
-                CASE WHEN r.conversation_duration > 0 THEN (r.conversation_duration + 59) / 60 ELSE 0 END AS carrier_minutes,
-                CASE WHEN r.stream_sid IS NOT NULL THEN COALESCE(r.conversation_duration, 0) ELSE 0 END AS stt_secs,
-                r.llm_prompt_tokens, r.llm_completion_tokens, r.tts_characters
-              FROM new_rows r WHERE r.campaign_id IS NOT NULL
+        FROM (SELECT t.* FROM new_rows r CROSS JOIN LATERAL call_tally_terms(r, 1) t
               UNION ALL
-              SELECT r.campaign_id, r.status, COALESCE(r.intent, ''), -1,
-                -(r.answered_at IS NOT NULL)::int,
-                -(r.direction = 'outbound' AND r.dialed_at IS NOT NULL)::int,
-                -(r.direction = 'outbound' AND r.dialed_at IS NOT NULL AND r.answered_at IS NOT NULL)::int,
-                -COALESCE(r.conversation_duration, 0),
-                -(COALESCE(r.conversation_duration, 0) > 0)::int,
-                -(CASE WHEN r.conversation_duration > 0 THEN (r.conversation_duration + 59) / 60 ELSE 0 END),
-                -(CASE WHEN r.stream_sid IS NOT NULL THEN COALESCE(r.conversation_duration, 0) ELSE 0 END),
-                -r.llm_prompt_tokens, -r.llm_completion_tokens, -r.tts_characters
-              FROM old_rows r WHERE r.campaign_id IS NOT NULL) d
+              SELECT t.* FROM old_rows r CROSS JOIN LATERAL call_tally_terms(r, -1) t) d
         GROUP BY 1, 2, 3
+        -- An update that changed nothing counted (a new carrier_sid, a timestamp) adds no row.
         HAVING SUM(total) <> 0 OR SUM(answered) <> 0 OR SUM(dialled) <> 0
             OR SUM(dialled_answered) <> 0 OR SUM(talk_secs) <> 0 OR SUM(talked_calls) <> 0
             OR SUM(carrier_minutes) <> 0 OR SUM(stt_secs) <> 0 OR SUM(llm_prompt_tokens) <> 0
             OR SUM(llm_completion_tokens) <> 0 OR SUM(tts_characters) <> 0;
     ELSE
+        -- Calls of a campaign being deleted are skipped: its tallies go with it.
         INSERT INTO call_tally_deltas
-        SELECT campaign_id, status, intent, -SUM(total), -SUM(answered), -SUM(dialled),
-            -SUM(dialled_answered), -SUM(talk_secs), -SUM(talked_calls), -SUM(carrier_minutes),
-            -SUM(stt_secs), -SUM(llm_prompt_tokens), -SUM(llm_completion_tokens), -SUM(tts_characters)
-        FROM (SELECT r.campaign_id, r.status, COALESCE(r.intent, '') AS intent, 1 AS total,
-                (r.answered_at IS NOT NULL)::int AS answered,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL)::int AS dialled,
-                (r.direction = 'outbound' AND r.dialed_at IS NOT NULL AND r.answered_at IS NOT NULL)::int AS dialled_answered,
-                COALESCE(r.conversation_duration, 0) AS talk_secs,
-                (COALESCE(r.conversation_duration, 0) > 0)::int AS talked_calls,
-                CASE WHEN r.conversation_duration > 0 THEN (r.conversation_duration + 59) / 60 ELSE 0 END AS carrier_minutes,
-                CASE WHEN r.stream_sid IS NOT NULL THEN COALESCE(r.conversation_duration, 0) ELSE 0 END AS stt_secs,
-                r.llm_prompt_tokens, r.llm_completion_tokens, r.tts_characters
-              FROM old_rows r WHERE r.campaign_id IS NOT NULL
-                AND EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id)) d
+        SELECT t.campaign_id, t.status, t.intent, SUM(t.total), SUM(t.answered), SUM(t.dialled),
+            SUM(t.dialled_answered), SUM(t.talk_secs), SUM(t.talked_calls), SUM(t.carrier_minutes),
+            SUM(t.stt_secs), SUM(t.llm_prompt_tokens), SUM(t.llm_completion_tokens),
+            SUM(t.tts_characters)
+        FROM old_rows r CROSS JOIN LATERAL call_tally_terms(r, -1) t
+        WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id)
         GROUP BY 1, 2, 3;
     END IF;
     RETURN NULL;
@@ -226,16 +209,11 @@ SELECT campaign_id, status, COALESCE(outcome, ''), attempts, COUNT(*)
 FROM leads GROUP BY 1, 2, 3, 4;
 
 INSERT INTO call_tallies
-SELECT campaign_id, status, COALESCE(intent, ''), COUNT(*),
-    SUM((answered_at IS NOT NULL)::int),
-    SUM((direction = 'outbound' AND dialed_at IS NOT NULL)::int),
-    SUM((direction = 'outbound' AND dialed_at IS NOT NULL AND answered_at IS NOT NULL)::int),
-    SUM(COALESCE(conversation_duration, 0)),
-    SUM((COALESCE(conversation_duration, 0) > 0)::int),
-    SUM(CASE WHEN conversation_duration > 0 THEN (conversation_duration + 59) / 60 ELSE 0 END),
-    SUM(CASE WHEN stream_sid IS NOT NULL THEN COALESCE(conversation_duration, 0) ELSE 0 END),
-    SUM(llm_prompt_tokens), SUM(llm_completion_tokens), SUM(tts_characters)
-FROM calls WHERE campaign_id IS NOT NULL GROUP BY 1, 2, 3;
+SELECT t.campaign_id, t.status, t.intent, SUM(t.total), SUM(t.answered), SUM(t.dialled),
+    SUM(t.dialled_answered), SUM(t.talk_secs), SUM(t.talked_calls), SUM(t.carrier_minutes),
+    SUM(t.stt_secs), SUM(t.llm_prompt_tokens), SUM(t.llm_completion_tokens), SUM(t.tts_characters)
+FROM calls r CROSS JOIN LATERAL call_tally_terms(r, 1) t
+GROUP BY 1, 2, 3;
 
 INSERT INTO latency_tallies (campaign_id, kind, ms, n)
 SELECT c.campaign_id, k.kind, k.ms, COUNT(*)

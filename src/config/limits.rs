@@ -44,48 +44,49 @@ impl Default for HttpSettings {
     }
 }
 
+/// `var` parsed, `default` when unset, and within `range`.
+fn in_range<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let value = parse_or(get, var, default)?;
+    if !range.contains(&value) {
+        return Err(invalid(
+            var,
+            format!("must be between {} and {}", range.start(), range.end()),
+        ));
+    }
+    Ok(value)
+}
+
 pub(super) fn parse_http(
     get: &impl Fn(&str) -> Option<String>,
 ) -> Result<HttpSettings, ConfigError> {
     let d = HttpSettings::default();
-    let max_connections: usize = parse_or(get, "HTTP_MAX_CONNECTIONS", d.max_connections)?;
-    if !(16..=1_000_000).contains(&max_connections) {
-        return Err(invalid(
-            "HTTP_MAX_CONNECTIONS",
-            "must be between 16 and 1000000",
-        ));
-    }
-    let header_ms: u64 = parse_or(get, "HTTP_HEADER_TIMEOUT_MS", 10_000)?;
-    if !(50..=600_000).contains(&header_ms) {
-        return Err(invalid(
-            "HTTP_HEADER_TIMEOUT_MS",
-            "must be between 50 and 600000",
-        ));
-    }
-    let request_ms: u64 = parse_or(get, "HTTP_REQUEST_TIMEOUT_MS", 30_000)?;
-    if !(50..=3_600_000).contains(&request_ms) {
-        return Err(invalid(
-            "HTTP_REQUEST_TIMEOUT_MS",
-            "must be between 50 and 3600000",
-        ));
-    }
-    let upload_secs: u64 = parse_or(get, "CSV_UPLOAD_TIMEOUT_SECS", 600)?;
-    if !(1..=86_400).contains(&upload_secs) {
-        return Err(invalid(
-            "CSV_UPLOAD_TIMEOUT_SECS",
-            "must be between 1 and 86400",
-        ));
-    }
-    let drain_ms: u64 = parse_or(get, "SHUTDOWN_DRAIN_MS", 10_000)?;
-    if drain_ms > 600_000 {
-        return Err(invalid("SHUTDOWN_DRAIN_MS", "must be between 0 and 600000"));
-    }
+    let ms =
+        |var, default, range| in_range::<u64>(get, var, default, range).map(Duration::from_millis);
     Ok(HttpSettings {
-        max_connections,
-        header_timeout: Duration::from_millis(header_ms),
-        request_timeout: Duration::from_millis(request_ms),
-        upload_timeout: Duration::from_secs(upload_secs),
-        drain: Duration::from_millis(drain_ms),
+        max_connections: in_range(
+            get,
+            "HTTP_MAX_CONNECTIONS",
+            d.max_connections,
+            16..=1_000_000,
+        )?,
+        header_timeout: ms("HTTP_HEADER_TIMEOUT_MS", 10_000, 50..=600_000)?,
+        request_timeout: ms("HTTP_REQUEST_TIMEOUT_MS", 30_000, 50..=3_600_000)?,
+        upload_timeout: Duration::from_secs(in_range(
+            get,
+            "CSV_UPLOAD_TIMEOUT_SECS",
+            600,
+            1..=86_400,
+        )?),
+        drain: ms("SHUTDOWN_DRAIN_MS", 10_000, 0..=600_000)?,
     })
 }
 
@@ -95,14 +96,7 @@ pub(super) fn parse_http(
 pub(super) fn parse_db_wait(
     get: &impl Fn(&str) -> Option<String>,
 ) -> Result<Duration, ConfigError> {
-    let ms: u64 = parse_or(get, "DB_ACQUIRE_TIMEOUT_MS", 3_000)?;
-    if !(50..=120_000).contains(&ms) {
-        return Err(invalid(
-            "DB_ACQUIRE_TIMEOUT_MS",
-            "must be between 50 and 120000",
-        ));
-    }
-    Ok(Duration::from_millis(ms))
+    in_range(get, "DB_ACQUIRE_TIMEOUT_MS", 3_000, 50..=120_000).map(Duration::from_millis)
 }
 
 /// `ALLOW_PRIVATE_URLS`: lets webhook URLs (and other URLs the service fetches) point at

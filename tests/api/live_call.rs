@@ -774,7 +774,11 @@ async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
     let chars = greeting.text.chars().count();
     assert!((15..=60).contains(&chars), "{chars}: {:?}", greeting.text);
     let next = full[greeting.text.len()..].chars().next();
-    assert!(next.is_none_or(|c| !c.is_alphanumeric()), "{:?}", greeting.text);
+    assert!(
+        next.is_none_or(|c| !c.is_alphanumeric()),
+        "{:?}",
+        greeting.text
+    );
     // And the model is told that it said them.
     let reply = rig
         .llm
