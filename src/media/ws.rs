@@ -226,6 +226,12 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         tracing::warn!("media stream ended before `start`");
         return;
     };
+    // The ids are stored (and a NUL is refused by PostgreSQL): bounded one-line text only.
+    if let Err(e) = start_is_bounded(&start) {
+        tracing::warn!(error = %e, "media stream refused");
+        let _ = sink.close().await;
+        return;
+    }
     let setup = match Box::pin(correlate(&state, &start, &query)).await {
         Ok(s) => s,
         Err(e) => {
@@ -376,6 +382,22 @@ async fn end_unstarted(state: &AppState, call_id: i64, why: String) {
     if inbound && let Err(e) = crate::dialer::settle::settle_call(store, call_id, now).await {
         tracing::error!(call_id, error = %e, "cannot settle the inbound call's lead");
     }
+}
+
+/// The `start` fields the service stores or looks up, as `text::check_line` allows them.
+fn start_is_bounded(start: &StreamStart) -> Result<(), crate::text::TextError> {
+    use crate::config::limits::fields::CARRIER_ID;
+    crate::text::check_line("stream_sid", &start.stream_sid, CARRIER_ID)?;
+    for (field, value) in [
+        ("call_sid", &start.call_sid),
+        ("from", &start.from),
+        ("to", &start.to),
+    ] {
+        if let Some(v) = value {
+            crate::text::check_line(field, v, CARRIER_ID)?;
+        }
+    }
+    Ok(())
 }
 
 /// Finds the call a stream belongs to, or records an inbound one.

@@ -23,6 +23,7 @@ crate::on_each_backend!(
     a_database_outage_fails_requests_fast_with_503,
     the_dashboard_does_not_read_the_lead_call_or_turn_tables,
     an_inbound_stream_that_fails_at_once_settles_its_call_and_lead,
+    a_media_stream_with_a_nul_in_its_ids_is_refused_and_stores_nothing,
 );
 
 /// A TCP forwarder to PostgreSQL that can be cut, as a network outage would.
@@ -413,4 +414,37 @@ async fn an_inbound_stream_that_fails_at_once_settles_its_call_and_lead(backend:
     );
     assert_eq!(lead.last_result.as_deref(), Some("failed"), "{lead:?}");
     assert_ne!(lead.status, LeadStatus::InProgress, "{lead:?}");
+}
+
+async fn a_media_stream_with_a_nul_in_its_ids_is_refused_and_stores_nothing(backend: Backend) {
+    let Some(app) = crate::helpers::spawn_app(backend).await else {
+        return;
+    };
+    let secret = app.state.settings.webhook_secret.expose().to_string();
+    let url = format!(
+        "{}/media?secret={secret}",
+        app.base.replacen("http", "ws", 1)
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ8", "start": {
+        "stream_sid": "MZ8", "call_sid": "CA\u{0}8", "account_sid": "AC1", "from": "+919812345671",
+        "to": "+918044556677", "custom_parameters": {},
+        "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
+    tx.send(Message::text(start.to_string())).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the service closed the stream");
+    let campaigns = app.get_json("/campaigns").await;
+    assert_eq!(
+        campaigns["campaigns"],
+        json!([]),
+        "no inbound call was recorded"
+    );
 }
