@@ -374,27 +374,7 @@ async fn an_inbound_stream_that_fails_at_once_settles_its_call_and_lead(backend:
     let Some(app) = crate::helpers::spawn_app(backend).await else {
         return;
     };
-    let secret = app.state.settings.webhook_secret.expose().to_string();
-    let url = format!(
-        "{}/media?secret={secret}",
-        app.base.replacen("http", "ws", 1)
-    );
-    let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let (mut tx, mut rx) = ws.split();
-    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ9", "start": {
-        "stream_sid": "MZ9", "call_sid": "CA-in-fail", "account_sid": "AC1", "from": "+919812345670",
-        "to": "+918044556677", "custom_parameters": {},
-        "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
-    tx.send(Message::text(start.to_string())).await.unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Some(Ok(msg)) = rx.next().await {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-        }
-    })
-    .await;
-    assert!(closed.is_ok(), "the service closed the stream");
+    stream_start_until_closed(&app, "MZ9", "CA-in-fail", "+919812345670").await;
     let store = app.state.store.as_ref();
     // The call ends first, then its lead is settled: wait for both.
     let (call, lead) = eventually(5, "the inbound call ended and its lead settled", || async {
@@ -420,6 +400,17 @@ async fn a_media_stream_with_a_nul_in_its_ids_is_refused_and_stores_nothing(back
     let Some(app) = crate::helpers::spawn_app(backend).await else {
         return;
     };
+    stream_start_until_closed(&app, "MZ8", "CA\u{0}8", "+919812345671").await;
+    let campaigns = app.get_json("/campaigns").await;
+    assert_eq!(
+        campaigns["campaigns"],
+        json!([]),
+        "no inbound call was recorded"
+    );
+}
+
+/// Opens `/media`, sends a `start` for `call_sid` from `from`, and waits for the service to close.
+async fn stream_start_until_closed(app: &TestApp, stream_sid: &str, call_sid: &str, from: &str) {
     let secret = app.state.settings.webhook_secret.expose().to_string();
     let url = format!(
         "{}/media?secret={secret}",
@@ -427,8 +418,8 @@ async fn a_media_stream_with_a_nul_in_its_ids_is_refused_and_stores_nothing(back
     );
     let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let (mut tx, mut rx) = ws.split();
-    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": "MZ8", "start": {
-        "stream_sid": "MZ8", "call_sid": "CA\u{0}8", "account_sid": "AC1", "from": "+919812345671",
+    let start = json!({"event": "start", "sequence_number": "1", "stream_sid": stream_sid, "start": {
+        "stream_sid": stream_sid, "call_sid": call_sid, "account_sid": "AC1", "from": from,
         "to": "+918044556677", "custom_parameters": {},
         "media_format": {"encoding": "audio/x-raw", "sample_rate": "8000", "bit_rate": "16"}}});
     tx.send(Message::text(start.to_string())).await.unwrap();
@@ -441,10 +432,4 @@ async fn a_media_stream_with_a_nul_in_its_ids_is_refused_and_stores_nothing(back
     })
     .await;
     assert!(closed.is_ok(), "the service closed the stream");
-    let campaigns = app.get_json("/campaigns").await;
-    assert_eq!(
-        campaigns["campaigns"],
-        json!([]),
-        "no inbound call was recorded"
-    );
 }
