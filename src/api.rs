@@ -120,6 +120,34 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// What an `Authorization: <scheme> <credentials>` header holds for one scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization` header (or one that is not text).
+    Missing,
+    /// The header names another scheme.
+    OtherScheme,
+    Given(&'a str),
+}
+
+/// The credentials of the `Authorization` header for `scheme`. Schemes are case-insensitive
+/// (RFC 9110 §11.1: `bearer` is `Bearer`).
+pub fn auth_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Credentials<'a> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Credentials::Missing;
+    };
+    let value = value.trim();
+    let (given, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if given.eq_ignore_ascii_case(scheme) {
+        Credentials::Given(credentials.trim())
+    } else {
+        Credentials::OtherScheme
+    }
+}
+
 /// When `API_KEY` is set, requires `Authorization: Bearer <API_KEY>`.
 pub async fn require_api_key(
     State(state): State<AppState>,
@@ -129,22 +157,53 @@ pub async fn require_api_key(
     let Some(expected) = state.settings.api_key.as_ref() else {
         return next.run(request).await;
     };
-    let given = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match given {
-        Some(token) if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) => {
+    let refused = |message: &str| error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
+    match auth_credentials(request.headers(), "Bearer") {
+        Credentials::Given(token)
+            if constant_time_eq(token.as_bytes(), expected.expose().as_bytes()) =>
+        {
             next.run(request).await
         }
-        Some(_) => error_response(StatusCode::UNAUTHORIZED, "unauthorized", "invalid API key"),
-        None => error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing `Authorization: Bearer <API_KEY>` header",
+        Credentials::Given(_) => refused("invalid API key"),
+        Credentials::OtherScheme => refused(
+            "the `Authorization` header must use the Bearer scheme: `Authorization: Bearer <API_KEY>`",
         ),
+        Credentials::Missing => refused("missing `Authorization: Bearer <API_KEY>` header"),
+    }
+}
+
+/// Bounds how long a request may take to produce its response: `HTTP_REQUEST_TIMEOUT_MS`
+/// (`CSV_UPLOAD_TIMEOUT_SECS` for uploads), then 503 `unavailable`. This is what makes a
+/// request fail instead of hang when the database stalls, and what ends a request whose body
+/// stops arriving. The carrier's `/media` stream is a call, bounded by the call itself.
+pub async fn deadline(
+    State(settings): State<std::sync::Arc<crate::config::Settings>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str());
+    let limit = match route {
+        Some("/media") => return next.run(request).await,
+        Some("/campaigns/{id}/upload-csv") => settings.http.upload_timeout,
+        _ => settings.http.request_timeout,
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_ms = limit.as_millis() as u64, "request timed out");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                &format!(
+                    "the request took longer than {} ms (the database or a dependency is slow, \
+                     or the request body stopped arriving)",
+                    limit.as_millis()
+                ),
+            )
+        }
     }
 }
 

@@ -13,6 +13,10 @@ use std::str::FromStr;
 use chrono::NaiveTime;
 use thiserror::Error;
 
+pub mod limits;
+
+pub use limits::HttpSettings;
+
 /// A value that must never reach a log line.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -170,6 +174,12 @@ pub struct Settings {
     pub elevenlabs: ElevenLabsSettings,
     pub costs: CostSettings,
     pub webhooks: WebhookSettings,
+    /// The HTTP listener's connection cap and timeouts.
+    pub http: HttpSettings,
+    /// How long a request waits for the database before answering 503 (`DB_ACQUIRE_TIMEOUT_MS`).
+    pub db_wait: std::time::Duration,
+    /// URLs the service fetches may point at private addresses (`ALLOW_PRIVATE_URLS`).
+    pub allow_private_urls: bool,
 }
 
 /// Every variable the service reads, with the one-line meaning `.env.example` repeats.
@@ -219,6 +229,13 @@ pub const VARIABLES: &[&str] = &[
     "WEBHOOK_RETRY_BASE_MS",
     "WEBHOOK_TIMEOUT_SECS",
     "WEBHOOK_POLL_MS",
+    "HTTP_MAX_CONNECTIONS",
+    "HTTP_HEADER_TIMEOUT_MS",
+    "HTTP_REQUEST_TIMEOUT_MS",
+    "CSV_UPLOAD_TIMEOUT_SECS",
+    "SHUTDOWN_DRAIN_MS",
+    "DB_ACQUIRE_TIMEOUT_MS",
+    "ALLOW_PRIVATE_URLS",
 ];
 
 impl Settings {
@@ -362,6 +379,9 @@ impl Settings {
 
         let costs = parse_costs(&get)?;
         let webhooks = parse_webhooks(&get)?;
+        let http = limits::parse_http(&get)?;
+        let db_wait = limits::parse_db_wait(&get)?;
+        let allow_private_urls = limits::parse_allow_private(&get)?;
 
         Ok(Settings {
             bind_addr,
@@ -410,6 +430,9 @@ impl Settings {
             },
             costs,
             webhooks,
+            http,
+            db_wait,
+            allow_private_urls,
         })
     }
 
@@ -550,6 +573,12 @@ mod tests {
         assert_eq!(s.calling_hours_start.to_string(), "10:00:00");
         assert_eq!(s.our_base_url, "http://127.0.0.1:8000");
         assert_eq!(s.metrics_addr, None, "no metrics listener unless asked");
+        assert_eq!(s.http, HttpSettings::default());
+        assert_eq!(s.db_wait, std::time::Duration::from_secs(3));
+        assert!(
+            !s.allow_private_urls,
+            "private targets are refused unless asked"
+        );
         let s = Settings::from_map(&vars(&[("METRICS_ADDR", "127.0.0.1:9100")])).unwrap();
         assert_eq!(s.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
     }
@@ -574,6 +603,18 @@ mod tests {
         assert!(err.to_string().contains("WEBHOOK_MAX_ATTEMPTS"), "{err}");
         let err = Settings::from_map(&vars(&[("METRICS_ADDR", "9100")])).unwrap_err();
         assert!(err.to_string().contains("METRICS_ADDR"), "{err}");
+        for (var, value) in [
+            ("HTTP_MAX_CONNECTIONS", "3"),
+            ("HTTP_HEADER_TIMEOUT_MS", "0"),
+            ("HTTP_REQUEST_TIMEOUT_MS", "soon"),
+            ("CSV_UPLOAD_TIMEOUT_SECS", "0"),
+            ("SHUTDOWN_DRAIN_MS", "-1"),
+            ("DB_ACQUIRE_TIMEOUT_MS", "10"),
+            ("ALLOW_PRIVATE_URLS", "maybe"),
+        ] {
+            let err = Settings::from_map(&vars(&[(var, value)])).unwrap_err();
+            assert!(err.to_string().contains(var), "{var}: {err}");
+        }
     }
 
     #[test]

@@ -133,6 +133,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::Conflict(msg) => ApiError::Conflict("conflict", msg),
+            other if other.is_unavailable() => {
+                tracing::warn!(error = %other, "database unavailable");
+                ApiError::Unavailable("the database is unavailable; try again shortly".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -25,6 +25,9 @@ pub struct AppState {
     pub sessions: Arc<dyn SessionStore>,
     /// One HTTP client for every provider call: connection pools are reused across calls.
     pub http: reqwest::Client,
+    /// The client for URLs from outside (campaigns' webhooks): checked against the URL policy
+    /// at every connection (`crate::urls`).
+    pub outside_http: reqwest::Client,
     /// Cancelled when the service shuts down; every background loop watches it.
     pub shutdown: CancellationToken,
     /// Every background task is spawned on this tracker, so shutdown can wait for them.
@@ -60,13 +63,15 @@ pub enum StartupError {
 impl AppState {
     /// Connects to the database (running migrations) and the session store.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store = crate::store::connect(&settings.database_url).await?;
+        let store = crate::store::connect_with(&settings.database_url, settings.db_wait).await?;
         let sessions = crate::sessions::connect(settings.redis_url.as_deref()).await?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
+        let outside_http =
+            crate::urls::outside_client(crate::urls::UrlPolicy::new(settings.allow_private_urls))?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
         let providers =
             crate::providers::Providers::from_settings(&settings, http.clone(), &metrics);
@@ -75,6 +80,7 @@ impl AppState {
             store,
             sessions,
             http,
+            outside_http,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             clock: crate::clock::Clock::default(),
@@ -106,6 +112,10 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::ui::routes())
         .merge(crate::telephony::webhook::routes())
         .merge(crate::media::ws::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.settings.clone(),
+            crate::api::deadline,
+        ))
         .fallback(crate::api::not_found)
         .method_not_allowed_fallback(crate::api::method_not_allowed)
         .layer(axum::middleware::from_fn(crate::api::catch_panic))
@@ -124,6 +134,7 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartupError> {
+    crate::server::raise_open_file_limit();
     let state = AppState::build(settings).await?;
     if state.settings.api_key.is_none() {
         tracing::warn!("API_KEY is not set: the REST API is open to anyone who can reach it");
@@ -152,6 +163,11 @@ pub async fn run(
     state.tasks.spawn(dialer.run(state.shutdown.clone()));
     let deliverer = std::sync::Arc::new(crate::notify::Deliverer::new(&state));
     state.tasks.spawn(deliverer.run(state.shutdown.clone()));
+    state.tasks.spawn(crate::store::tallies::fold_loop(
+        state.store.clone(),
+        Duration::from_secs(2),
+        state.shutdown.clone(),
+    ));
     tracing::info!(
         addr = %listener.local_addr()?,
         database = state.store.backend().as_str(),
@@ -161,7 +177,8 @@ pub async fn run(
     serve(listener, state, shutdown).await
 }
 
-/// Serves an already-built state (tests use this to reach the state's handles).
+/// Serves an already-built state (tests use this to reach the state's handles), with the
+/// listener's limits from the settings (`crate::server`).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -169,16 +186,16 @@ pub async fn serve(
 ) -> Result<(), StartupError> {
     let token = state.shutdown.clone();
     let tasks = state.tasks.clone();
+    let limits = state.settings.http.clone();
     let app = router(state);
     let stop = token.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {},
-                _ = stop.cancelled() => {},
-            }
-        })
-        .await?;
+    crate::server::serve(listener, app, &limits, async move {
+        tokio::select! {
+            _ = shutdown => {},
+            _ = stop.cancelled() => {},
+        }
+    })
+    .await?;
     tracing::info!("stopped accepting requests; stopping background tasks");
     token.cancel();
     tasks.close();

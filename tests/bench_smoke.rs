@@ -46,11 +46,11 @@ fn bench_with_twenty_calls_prints_its_table() {
     );
 }
 
-/// `bench data --quick`: the import goes through the upload route and the claim through the
-/// store, on SQLite and (when reachable, always in CI) PostgreSQL. Rows and claims are counted;
+/// `bench data --quick`: the import goes through the upload route, the claim through the
+/// store and the dashboard through the listener, on SQLite and (when reachable, always in CI) PostgreSQL. Rows and claims are counted;
 /// no speed is asserted.
 #[test]
-fn bench_data_quick_prints_import_and_claim_rows() {
+fn bench_data_quick_prints_import_claim_and_dashboard_rows() {
     let admin = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
@@ -104,5 +104,15 @@ fn bench_data_quick_prints_import_and_claim_rows() {
             let p99: f64 = c[c.len() - 3].parse().unwrap();
             assert!(p50 > 0.0 && p50 <= p99, "{c:?}");
         }
+        // backend, leads, requests, p50, p95, max: every request answered, counting every lead.
+        let dashboard: Vec<&str> = stdout
+            .lines()
+            .find(|l| l.starts_with(backend) && l.split_whitespace().nth(1) == Some("50000"))
+            .unwrap_or_else(|| panic!("no {backend} dashboard row in:\n{stdout}"))
+            .split_whitespace()
+            .collect();
+        assert_eq!(dashboard[2], "50", "{dashboard:?}");
+        let (p50, p95): (f64, f64) = (dashboard[3].parse().unwrap(), dashboard[4].parse().unwrap());
+        assert!(p50 > 0.0 && p50 <= p95, "{dashboard:?}");
     }
 }

@@ -96,7 +96,9 @@ async fn sqlite_leads_rebuild_keeps_rows_calls_and_the_id_counter() {
         old_schema_with_data!(conn, "sqlite", "20261125000003");
     }
 
-    let store = SqliteStore::connect(&url).await.expect("upgrade");
+    let store = SqliteStore::connect(&url, std::time::Duration::from_secs(10))
+        .await
+        .expect("upgrade");
     check_after_upgrade(&store).await;
 
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
@@ -185,7 +187,9 @@ async fn postgres_unique_key_swap_keeps_rows_and_look_ups() {
         let mut conn = PgConnection::connect(&url).await.unwrap();
         old_schema_with_data!(conn, "postgres", "20261125000004");
     }
-    let store = PostgresStore::connect(&url).await.expect("upgrade");
+    let store = PostgresStore::connect(&url, std::time::Duration::from_secs(10))
+        .await
+        .expect("upgrade");
     check_after_upgrade(&store).await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
     let indexes: Vec<String> =

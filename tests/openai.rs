@@ -254,20 +254,29 @@ async fn parallel_calls_at_a_reused_index_are_told_apart_by_id() {
 
 // ------------------------------------------------------------------------------- retries
 
+// Real time, with a wait long enough to stand out: paused time cannot be used with real
+// sockets (the runtime jumps to the next timer, the 5 s deadline, whenever every task waits on
+// the socket). Only a lower bound is asserted, so a loaded machine cannot fail it.
 #[tokio::test]
 async fn a_rate_limited_request_is_retried_after_retry_after_ms() {
     let s = setup_with(Faults {
         rate_limited: 1,
-        retry_after: Some(Duration::from_millis(50)),
+        retry_after: Some(Duration::from_millis(500)),
         ..Faults::default()
     })
     .await;
 
+    let started = Instant::now();
     let reply = turn(&s.client, opening(PROMPT_EN, "yes")).await;
+    let elapsed = started.elapsed();
 
     assert_eq!(reply.done.expect("done").2, 2, "two attempts");
     assert_eq!(s.handle.request_count(), 2);
     assert!(!reply.text.is_empty());
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "the retry waited the server's retry-after (500 ms): {elapsed:?}"
+    );
 }
 
 #[tokio::test]
@@ -297,11 +306,29 @@ async fn a_server_error_is_retried_with_backoff() {
         ..Faults::default()
     })
     .await;
+    // A backoff long enough to stand out from the emulator's latency.
+    let client = OpenAiClient::new(
+        reqwest::Client::new(),
+        &format!("{}/v1", s._server.http_url()),
+        Some(Secret::new(KEY)),
+        "gpt-4o-mini",
+    )
+    .with_options(ClientOptions {
+        initial_backoff: Duration::from_millis(400),
+        ..ClientOptions::default()
+    });
 
-    let reply = turn(&s.client, opening(PROMPT_EN, "yes")).await;
+    let started = Instant::now();
+    let reply = turn(&client, opening(PROMPT_EN, "yes")).await;
+    let elapsed = started.elapsed();
 
     assert_eq!(reply.done.expect("done").2, 2);
     assert_eq!(s.handle.request_count(), 2);
+    // The first backoff is the initial one less up to 25 % of jitter: at least 300 ms.
+    assert!(
+        elapsed >= Duration::from_millis(300),
+        "the retry waited its backoff: {elapsed:?}"
+    );
 }
 
 #[tokio::test]

@@ -29,6 +29,43 @@ pub fn render_greeting(template: &str, lead: Option<&Lead>) -> String {
     tidy(&out)
 }
 
+/// Checks a greeting template: every `{` closes before the next one opens, every `}` was opened,
+/// and each placeholder names a field (1–64 letters, digits or `_`). `Hi {name` would otherwise
+/// be spoken as typed, braces and all.
+pub fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    loop {
+        let open = rest.find('{');
+        let close = rest.find('}');
+        match (open, close) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => return Err("a `}` closes no placeholder".into()),
+            (Some(o), Some(c)) if c < o => return Err("a `}` closes no placeholder".into()),
+            (Some(_), None) => {
+                return Err("a `{` is never closed (write placeholders as `{name}`)".into());
+            }
+            (Some(o), Some(c)) => {
+                let key = rest[o + 1..c].trim();
+                if key.contains('{') {
+                    return Err("a `{` is never closed (write placeholders as `{name}`)".into());
+                }
+                let valid = !key.is_empty()
+                    && key.len() <= 64
+                    && key
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+                if !valid {
+                    return Err(format!(
+                        "placeholder `{{{}}}` must name a lead field (letters, digits, `_`)",
+                        crate::text::LogSafe(key)
+                    ));
+                }
+                rest = &rest[c + 1..];
+            }
+        }
+    }
+}
+
 fn lead_field(lead: Option<&Lead>, key: &str) -> Option<String> {
     let lead = lead?;
     match key {
@@ -130,6 +167,22 @@ mod tests {
             callback_at: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn templates_must_close_their_placeholders() {
+        assert_eq!(check_template("Namaste {name}, about {city}."), Ok(()));
+        assert_eq!(check_template("No placeholders."), Ok(()));
+        for bad in [
+            "Hi {name",
+            "Hi name}",
+            "Hi {first name}",
+            "Hi {}",
+            "Hi {a{b}}",
+            "}{",
+        ] {
+            assert!(check_template(bad).is_err(), "{bad}");
         }
     }
 

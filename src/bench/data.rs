@@ -7,6 +7,7 @@
 //! the real `Store::claim_leads` with the request the dialer builds.
 
 mod claim;
+mod dashboard;
 mod db;
 mod import;
 mod leads_csv;
@@ -27,9 +28,15 @@ pub struct DataArgs {
     /// Timed claims per case.
     #[arg(long, default_value_t = 1000)]
     pub claim_iterations: u32,
+    /// Leads in the database while `GET /dashboard` is timed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub dashboard_leads: u64,
+    /// Timed dashboard requests.
+    #[arg(long, default_value_t = 200)]
+    pub dashboard_requests: u32,
     #[arg(long, value_enum, default_value = "both")]
     pub database: DatabaseChoice,
-    /// Run only the import or only the claim benchmark.
+    /// Run only the import, the claim or the dashboard benchmark.
     #[arg(long, value_enum)]
     pub only: Option<Part>,
     /// A CI smoke run: 10,000-row imports, 50,000 leads, 200 claims (seconds, not minutes).
@@ -41,6 +48,7 @@ pub struct DataArgs {
 pub enum Part {
     Import,
     Claim,
+    Dashboard,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,6 +75,8 @@ pub async fn run(mut args: DataArgs) -> BenchResult<()> {
         args.rows = vec![10_000];
         args.claim_leads = 50_000;
         args.claim_iterations = 200;
+        args.dashboard_leads = 50_000;
+        args.dashboard_requests = 50;
     }
     let needed = claim::leads_needed(args.claim_iterations);
     if args.claim_leads < needed {
@@ -91,7 +101,8 @@ pub async fn run(mut args: DataArgs) -> BenchResult<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    if args.only != Some(Part::Claim) {
+    let runs = |part: Part| args.only.is_none_or(|only| only == part);
+    if runs(Part::Import) {
         import::print_header();
         for &backend in &backends {
             for &rows in &args.rows {
@@ -103,12 +114,22 @@ pub async fn run(mut args: DataArgs) -> BenchResult<()> {
             }
         }
     }
-    if args.only != Some(Part::Import) {
+    if runs(Part::Claim) {
         claim::print_header(args.claim_leads);
         for &backend in &backends {
             let (leads, iterations) = (args.claim_leads, args.claim_iterations);
             db::with_database(backend, &pg_admin, async |url| {
                 claim::measure(url, backend, leads, iterations).await
+            })
+            .await?;
+        }
+    }
+    if runs(Part::Dashboard) {
+        dashboard::print_header();
+        for &backend in &backends {
+            let (leads, requests) = (args.dashboard_leads, args.dashboard_requests);
+            db::with_database(backend, &pg_admin, async |url| {
+                dashboard::measure(url, backend, leads, requests).await
             })
             .await?;
         }

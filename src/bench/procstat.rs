@@ -63,15 +63,25 @@ mod tests {
     fn reads_this_process() {
         let s = sample(std::process::id()).expect("own /proc entry");
         assert!(s.rss > 1024 * 1024, "RSS {} is implausibly small", s.rss);
-        // Burn a little CPU and see it counted.
+        // Burn CPU and see it counted: the reading must move (a reader stuck at one value, or
+        // one that reads the wrong fields, would pass a `>=`). 200 ms is many clock ticks.
         let start = std::time::Instant::now();
         let mut x = 0u64;
-        while start.elapsed() < Duration::from_millis(50) {
+        while start.elapsed() < Duration::from_millis(200) {
             x = x.wrapping_mul(31).wrapping_add(7);
         }
         std::hint::black_box(x);
         let t = sample(std::process::id()).expect("own /proc entry");
-        assert!(t.cpu >= s.cpu);
+        assert!(
+            t.cpu > s.cpu,
+            "200 ms of work moved the CPU reading: {:?} -> {:?}",
+            s.cpu,
+            t.cpu
+        );
+        assert!(
+            t.cpu - s.cpu <= start.elapsed() * 2,
+            "no more than the wall time passed (two threads at most here)"
+        );
     }
 
     #[test]

@@ -61,7 +61,7 @@ async fn create(
     if input.name.is_none() {
         return Err(ApiError::validation("`name` is required"));
     }
-    let spec = input.apply(default_spec(&state.settings))?;
+    let spec = input.apply(default_spec(&state.settings), url_policy(&state))?;
     let campaign = state.store.create_campaign(&spec, Utc::now()).await?;
     tracing::info!(campaign_id = campaign.id, "campaign created");
     Ok((StatusCode::CREATED, ApiJson(campaign)))
@@ -149,7 +149,7 @@ async fn update(
             format!("campaign {id} is completed and can no longer be changed"),
         ));
     }
-    let spec = input.apply(current.spec)?;
+    let spec = input.apply(current.spec, url_policy(&state))?;
     Ok(ApiJson(
         state.store.update_campaign(id, &spec, Utc::now()).await?,
     ))
@@ -262,6 +262,10 @@ async fn change_status(
         .map_err(state_conflict)?;
     tracing::info!(campaign_id = id, status = %campaign.status, "campaign status changed");
     Ok(ApiJson(campaign))
+}
+
+fn url_policy(state: &AppState) -> crate::urls::UrlPolicy {
+    crate::urls::UrlPolicy::new(state.settings.allow_private_urls)
 }
 
 fn state_conflict(e: crate::store::StoreError) -> ApiError {

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+use crate::config::limits::fields;
 use crate::phone::E164;
 use crate::store::NewLead;
 
@@ -55,6 +56,8 @@ pub enum ImportError {
     NotUtf8,
     #[error("no phone column: name one of {expected} (found: {found})")]
     NoPhoneColumn { expected: String, found: String },
+    #[error("column {column}'s header is longer than {max} characters")]
+    LongHeader { column: usize, max: usize },
     #[error("the file is larger than the limit of {0} bytes")]
     TooLarge(u64),
     #[error("could not read the upload: {0}")]
@@ -173,6 +176,12 @@ fn map_columns(header: &csv::ByteRecord) -> Result<Columns, ImportError> {
     for (i, raw) in header.iter().enumerate() {
         let text = std::str::from_utf8(raw).map_err(|_| ImportError::NotUtf8)?;
         let mut key = normalise_header(text);
+        if key.chars().count() > fields::CSV_HEADER {
+            return Err(ImportError::LongHeader {
+                column: i + 1,
+                max: fields::CSV_HEADER,
+            });
+        }
         if key.is_empty() {
             key = format!("column_{}", i + 1);
         }
@@ -188,9 +197,10 @@ fn map_columns(header: &csv::ByteRecord) -> Result<Columns, ImportError> {
             .iter()
             .find_map(|a| names.iter().position(|n| n == a))
     };
+    // The header may be long: the message lists what fits in a line.
     let phone = find(PHONE_NAMES).ok_or_else(|| ImportError::NoPhoneColumn {
         expected: PHONE_NAMES[..4].join(", "),
-        found: names.join(", "),
+        found: crate::text::short_list(&names, 200),
     })?;
     let name = find(NAME_NAMES);
     let timezone = find(TIMEZONE_NAMES);
@@ -280,6 +290,9 @@ fn parse_row(record: &csv::ByteRecord, columns: &Columns) -> Result<NewLead, Str
             .map(str::to_string),
         None => None,
     };
+    if let Some(n) = &name {
+        crate::text::check("name", n, fields::LEAD_NAME).map_err(|e| e.to_string())?;
+    }
     let timezone = match columns.timezone {
         Some(i) => {
             let tz = field(i)?;
@@ -298,6 +311,7 @@ fn parse_row(record: &csv::ByteRecord, columns: &Columns) -> Result<NewLead, Str
     let mut attributes = BTreeMap::new();
     for (i, key) in &columns.attributes {
         let value = field(*i)?;
+        crate::text::check(key, value, fields::LEAD_ATTRIBUTE).map_err(|e| e.to_string())?;
         if !value.is_empty() {
             attributes.insert(key.clone(), value.to_string());
         }

@@ -10,8 +10,15 @@ use chrono::{NaiveDate, NaiveTime};
 use serde::Deserialize;
 
 use crate::config::Settings;
+use crate::config::limits::fields;
 use crate::error::ApiError;
 use crate::store::{CallingWindow, CampaignSpec, CampaignStatus, QualificationField, RetryDelays};
+use crate::text::BoundedText;
+use crate::urls::UrlPolicy;
+
+/// The text fields' limits as const generics (`config::limits::fields`).
+type Name = BoundedText<{ fields::CAMPAIGN_NAME }>;
+type Short = BoundedText<{ fields::SHORT }>;
 
 pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
@@ -31,29 +38,39 @@ pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
 #[serde(deny_unknown_fields)]
 pub struct CampaignInput {
     /// Required on create; 1–200 characters.
-    pub name: Option<String>,
-    /// The agent's system prompt.
-    pub instructions: Option<String>,
-    /// First sentence, a template over lead fields: `Namaste {name}, …`.
-    pub greeting: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 200)]
+    pub name: Option<Name>,
+    /// The agent's system prompt (at most 20,000 characters).
+    #[schema(value_type = Option<String>, max_length = 20000)]
+    pub instructions: Option<BoundedText<{ fields::INSTRUCTIONS }>>,
+    /// First sentence, a template over lead fields: `Namaste {name}, …` (at most 1,000
+    /// characters; every `{` closes, and names a field: letters, digits, `_`).
+    #[schema(value_type = Option<String>, max_length = 1000)]
+    pub greeting: Option<BoundedText<{ fields::GREETING }>>,
     /// A language tag: `en-IN`, `hi-IN`, or `multi` (code-switching).
-    pub language: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    pub language: Option<Short>,
     /// ElevenLabs voice; empty for the service's default.
-    pub voice_id: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    pub voice_id: Option<Short>,
     /// Fields left out keep their value.
     pub calling_window: Option<CallingWindowInput>,
     /// IANA zone for leads that have none of their own (`Asia/Kolkata`).
-    pub timezone: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 100)]
+    pub timezone: Option<Short>,
     /// Dial attempts per lead, 1–20.
     pub max_attempts: Option<i32>,
     /// Minutes before a retry, per carrier outcome.
     pub retry_delays: Option<RetryDelaysInput>,
     /// Calls of this campaign in progress at once, 1–10000.
     pub max_concurrent_calls: Option<i32>,
-    /// What the agent records about each lead (names: letters, digits, `_`).
+    /// What the agent records about each lead (names: letters, digits, `_`; descriptions at
+    /// most 500 characters).
     pub qualification_fields: Option<Vec<QualificationField>>,
-    /// `http(s)://` endpoint for `call.completed` events; empty to stop them.
-    pub webhook_url: Option<String>,
+    /// `http(s)://` endpoint for `call.completed` events; empty to stop them. Must not point
+    /// at a loopback, private or link-local address (unless `ALLOW_PRIVATE_URLS`).
+    #[schema(value_type = Option<String>, max_length = 2048)]
+    pub webhook_url: Option<BoundedText<{ fields::URL }>>,
     /// Accepted only to explain that status changes have their own endpoints (not in the
     /// OpenAPI document: sending it is always an error).
     #[schema(ignore)]
@@ -64,11 +81,14 @@ pub struct CampaignInput {
 #[serde(deny_unknown_fields)]
 pub struct CallingWindowInput {
     /// `HH:MM`, lead's local time, inclusive.
-    pub start: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub start: Option<Short>,
     /// `HH:MM`, exclusive; later than `start`.
-    pub end: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub end: Option<Short>,
     /// Day names (`mon` … `sun`, or in full); at least one.
-    pub weekdays: Option<Vec<String>>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub weekdays: Option<Vec<Short>>,
     /// Local dates on which nobody is called.
     pub holidays: Option<Vec<NaiveDate>>,
 }
@@ -126,45 +146,46 @@ pub fn default_spec(settings: &Settings) -> CampaignSpec {
 }
 
 impl CampaignInput {
-    /// Applies the given fields onto `spec` and validates the result as a whole.
-    pub fn apply(self, mut spec: CampaignSpec) -> Result<CampaignSpec, ApiError> {
+    /// Applies the given fields onto `spec` and validates the result as a whole; `urls` decides
+    /// which `webhook_url`s are acceptable.
+    pub fn apply(self, mut spec: CampaignSpec, urls: UrlPolicy) -> Result<CampaignSpec, ApiError> {
         if self.status.is_some() {
             return Err(ApiError::validation(
                 "`status` cannot be set directly: use POST /campaigns/{id}/start, /pause or /resume",
             ));
         }
         if let Some(v) = self.name {
-            spec.name = v.trim().to_string();
+            spec.name = v.as_str().trim().to_string();
         }
         if let Some(v) = self.instructions {
-            spec.instructions = v;
+            spec.instructions = v.into_inner();
         }
         if let Some(v) = self.greeting {
-            spec.greeting = v;
+            spec.greeting = v.into_inner();
         }
         if let Some(v) = self.language {
-            spec.language = v.trim().to_string();
+            spec.language = v.as_str().trim().to_string();
         }
         if let Some(v) = self.voice_id {
-            let v = v.trim().to_string();
+            let v = v.as_str().trim().to_string();
             spec.voice_id = (!v.is_empty()).then_some(v);
         }
         if let Some(w) = self.calling_window {
             if let Some(v) = w.start {
-                spec.calling_window.start = v;
+                spec.calling_window.start = v.into_inner();
             }
             if let Some(v) = w.end {
-                spec.calling_window.end = v;
+                spec.calling_window.end = v.into_inner();
             }
             if let Some(v) = w.weekdays {
-                spec.calling_window.weekdays = v;
+                spec.calling_window.weekdays = v.into_iter().map(BoundedText::into_inner).collect();
             }
             if let Some(v) = w.holidays {
                 spec.calling_window.holidays = v;
             }
         }
         if let Some(v) = self.timezone {
-            spec.timezone = v.trim().to_string();
+            spec.timezone = v.as_str().trim().to_string();
         }
         if let Some(v) = self.max_attempts {
             spec.max_attempts = v;
@@ -187,10 +208,14 @@ impl CampaignInput {
             spec.qualification_fields = v;
         }
         if let Some(v) = self.webhook_url {
-            let v = v.trim().to_string();
+            let v = v.as_str().trim().to_string();
             spec.webhook_url = (!v.is_empty()).then_some(v);
         }
         validate(&mut spec)?;
+        if let Some(url) = &spec.webhook_url {
+            urls.check_target(url)
+                .map_err(|e| ApiError::validation(format!("`webhook_url` {e}")))?;
+        }
         Ok(spec)
     }
 }
@@ -201,9 +226,25 @@ pub fn validate(spec: &mut CampaignSpec) -> Result<(), ApiError> {
     if spec.name.is_empty() {
         return bad("`name` must not be empty".into());
     }
-    if spec.name.chars().count() > 200 {
-        return bad("`name` must be at most 200 characters".into());
+    if spec.name.chars().count() > fields::CAMPAIGN_NAME {
+        return bad(format!(
+            "`name` must be at most {} characters",
+            fields::CAMPAIGN_NAME
+        ));
     }
+    // Stored campaigns predate these limits: a PATCH re-checks the whole spec.
+    for (field, value, max) in [
+        (
+            "instructions",
+            spec.instructions.as_str(),
+            fields::INSTRUCTIONS,
+        ),
+        ("greeting", spec.greeting.as_str(), fields::GREETING),
+    ] {
+        crate::text::check(field, value, max).map_err(|e| ApiError::validation(e.to_string()))?;
+    }
+    crate::agent::prompt::check_template(&spec.greeting)
+        .map_err(|e| ApiError::validation(format!("`greeting`: {e}")))?;
     if !is_language_tag(&spec.language) {
         return bad(format!(
             "`language` `{}` is not a language tag like `en-IN` or `hi-IN`",
@@ -279,6 +320,12 @@ pub fn validate(spec: &mut CampaignSpec) -> Result<(), ApiError> {
                 f.name
             ));
         }
+        crate::text::check(
+            "qualification_fields.description",
+            &f.description,
+            fields::FIELD_DESCRIPTION,
+        )
+        .map_err(|e| ApiError::validation(e.to_string()))?;
         if !matches!(f.kind.as_str(), "string" | "number" | "boolean") {
             return bad(format!(
                 "`qualification_fields`: type `{}` must be string, number or boolean",
@@ -292,10 +339,11 @@ pub fn validate(spec: &mut CampaignSpec) -> Result<(), ApiError> {
             ));
         }
     }
-    if let Some(url) = &spec.webhook_url
-        && !(url.starts_with("http://") || url.starts_with("https://"))
-    {
-        return bad("`webhook_url` must start with http:// or https://".into());
+    if let Some(url) = &spec.webhook_url {
+        // The scheme and form; which hosts are allowed is `apply`'s policy.
+        UrlPolicy::new(true)
+            .check_link(url)
+            .map_err(|e| ApiError::validation(format!("`webhook_url` {e}")))?;
     }
     Ok(())
 }
@@ -389,7 +437,7 @@ mod tests {
             "calling_window": {"weekdays": ["Monday", "wed", "WED", "fri"], "start": "9:00"}
         }))
         .unwrap();
-        let s = input.apply(spec()).unwrap();
+        let s = input.apply(spec(), UrlPolicy::default()).unwrap();
         assert_eq!(s.calling_window.weekdays, ["mon", "wed", "fri"]);
         assert_eq!(s.calling_window.start, "09:00");
     }
@@ -417,7 +465,10 @@ mod tests {
             (serde_json::json!({"status": "running"}), "status"),
         ] {
             let input: CampaignInput = serde_json::from_value(body.clone()).unwrap();
-            let err = input.apply(spec()).unwrap_err().to_string();
+            let err = input
+                .apply(spec(), UrlPolicy::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(needle), "{body}: {err}");
         }
     }
@@ -428,7 +479,7 @@ mod tests {
             "retry_delays": {"no_answer": [10, 60, 240], "busy": 5}
         }))
         .unwrap();
-        let s = input.apply(spec()).unwrap();
+        let s = input.apply(spec(), UrlPolicy::default()).unwrap();
         assert_eq!(s.retry_delays.no_answer, [10, 60, 240]);
         assert_eq!(s.retry_delays.busy, [5]);
         assert_eq!(s.retry_delays.failed, [60]);

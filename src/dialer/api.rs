@@ -95,7 +95,9 @@ struct AddDnc {
     /// Any common format; normalised to E.164 (India by default).
     #[schema(example = "+91 98765 43210")]
     phone: String,
-    reason: Option<String>,
+    /// Why (at most 500 characters).
+    #[schema(value_type = Option<String>, max_length = 500)]
+    reason: Option<crate::text::BoundedText<{ crate::config::limits::fields::DNC_REASON }>>,
 }
 
 /// Add a number to the do-not-call list
@@ -118,7 +120,12 @@ async fn add(
         E164::parse(&body.phone).map_err(|e| ApiError::validation(format!("`phone`: {e}")))?;
     let entry = state
         .store
-        .add_dnc(phone.as_str(), body.reason.as_deref(), "api", Utc::now())
+        .add_dnc(
+            phone.as_str(),
+            body.reason.as_ref().map(|r| r.as_str()),
+            "api",
+            Utc::now(),
+        )
         .await?;
     tracing::info!(phone = %phone.masked(), "number added to the do-not-call list");
     Ok((StatusCode::CREATED, ApiJson(entry)))

@@ -117,8 +117,15 @@ async fn settle_lead(
     if latest != Some(call.id) {
         return Ok(None);
     }
-    // First settlement, or the conversation's outcome arriving after the carrier's.
+    // First settlement, or the conversation's outcome arriving after the carrier's. An
+    // inbound call never claimed its lead (it stays waiting while the caller talks to us), so
+    // its end settles a waiting lead too.
     let applies = lead.status == LeadStatus::InProgress
+        || (call.direction == "inbound"
+            && matches!(
+                lead.status,
+                LeadStatus::Pending | LeadStatus::Retry | LeadStatus::Callback
+            ))
         || (call.intent.is_some()
             && lead.outcome.is_none()
             && lead.status != LeadStatus::DoNotCall);

@@ -1649,8 +1649,10 @@ impl Call {
         self.ended_at = Some(now);
         self.ear.advance(now);
         if end == EndedBy::Bot && self.ear.audio_queued == 0 {
-            self.stats.hangup_after_audio =
-                self.ear.drained_at.map(|d| now.saturating_duration_since(d));
+            self.stats.hangup_after_audio = self
+                .ear
+                .drained_at
+                .map(|d| now.saturating_duration_since(d));
         }
         self.cut_line();
         let reason = match end {

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use base64::Engine;
@@ -128,10 +128,11 @@ fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &Heade
     {
         return true;
     }
-    headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
+    let crate::api::Credentials::Given(basic) = crate::api::auth_credentials(headers, "Basic")
+    else {
+        return false;
+    };
+    Some(basic)
         .and_then(|b| {
             base64::engine::general_purpose::STANDARD
                 .decode(b.trim())
@@ -225,6 +226,12 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         tracing::warn!("media stream ended before `start`");
         return;
     };
+    // The ids are stored (and a NUL is refused by PostgreSQL): bounded one-line text only.
+    if let Err(e) = start_is_bounded(&start) {
+        tracing::warn!(error = %e, "media stream refused");
+        let _ = sink.close().await;
+        return;
+    }
     let setup = match Box::pin(correlate(&state, &start, &query)).await {
         Ok(s) => s,
         Err(e) => {
@@ -255,11 +262,10 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let mut tts_config = match state.providers.tts.clone() {
         Some(c) => c,
         None => {
-            tracing::error!(
-                call_id,
-                "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)"
-            );
+            let why = "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)";
+            tracing::error!(call_id, "{why}");
             let _ = sink.close().await;
+            Box::pin(end_unstarted(&state, call_id, why.to_string())).await;
             return;
         }
     };
@@ -296,15 +302,8 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
             }
             let why = format!("stt: {:?}, tts: {:?}", s.err(), t.err());
             tracing::error!(call_id, %why, "providers unavailable: hanging up");
-            let update = CarrierUpdate {
-                error: Some(why),
-                ..Default::default()
-            };
-            let _ = state
-                .store
-                .update_call_carrier(call_id, &update, state.clock.now())
-                .await;
             let _ = sink.close().await;
+            Box::pin(end_unstarted(&state, call_id, why)).await;
             return;
         }
     };
@@ -352,6 +351,53 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let _ = writes.await;
     Box::pin(after_call(&state, call_id, &campaign)).await;
     let _ = state.sessions.remove(&call_id.to_string()).await;
+}
+
+/// A stream that ended before its conversation could start (no TTS configured, a provider
+/// down). The error is kept on the call and the stream marked over. An outbound call then waits
+/// for the carrier's final status, which settles its lead as usual; an inbound call gets no
+/// status webhook, so it ends here as `failed` and its lead is settled now (else the call would
+/// stay `in-progress` and the lead `pending` for ever).
+async fn end_unstarted(state: &AppState, call_id: i64, why: String) {
+    let store = state.store.as_ref();
+    let now = state.clock.now();
+    let inbound = matches!(store.get_call(call_id).await, Ok(c) if c.direction == "inbound");
+    let update = CarrierUpdate {
+        status: inbound.then_some(CallStatus::Failed),
+        ended_at: inbound.then_some(now),
+        error: Some(why),
+        ..Default::default()
+    };
+    match store.update_call_carrier(call_id, &update, now).await {
+        Ok(updated) if inbound => state
+            .metrics
+            .calls
+            .ended(CallStatus::InProgress, updated.status),
+        Ok(_) => {}
+        Err(e) => tracing::error!(call_id, error = %e, "cannot record why the call ended"),
+    }
+    if let Err(e) = store.end_media(call_id, now).await {
+        tracing::error!(call_id, error = %e, "cannot mark the media stream ended");
+    }
+    if inbound && let Err(e) = crate::dialer::settle::settle_call(store, call_id, now).await {
+        tracing::error!(call_id, error = %e, "cannot settle the inbound call's lead");
+    }
+}
+
+/// The `start` fields the service stores or looks up, as `text::check_line` allows them.
+fn start_is_bounded(start: &StreamStart) -> Result<(), crate::text::TextError> {
+    use crate::config::limits::fields::CARRIER_ID;
+    crate::text::check_line("stream_sid", &start.stream_sid, CARRIER_ID)?;
+    for (field, value) in [
+        ("call_sid", &start.call_sid),
+        ("from", &start.from),
+        ("to", &start.to),
+    ] {
+        if let Some(v) = value {
+            crate::text::check_line(field, v, CARRIER_ID)?;
+        }
+    }
+    Ok(())
 }
 
 /// Finds the call a stream belongs to, or records an inbound one.

@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::config::WebhookSettings;
 use crate::startup::AppState;
 use crate::store::{AttemptResult, Store, StoreResult, WebhookDelivery};
+use crate::urls::UrlPolicy;
 
 /// Deliveries sent at once by one pass.
 const BATCH: i64 = 20;
@@ -75,7 +76,9 @@ pub struct PassOutcome {
 
 pub struct Deliverer {
     store: Arc<dyn Store>,
+    /// Resolves through the URL policy: an internal address is refused at every attempt.
     http: reqwest::Client,
+    policy: UrlPolicy,
     settings: WebhookSettings,
     base_url: String,
     clock: Clock,
@@ -85,7 +88,8 @@ impl Deliverer {
     pub fn new(state: &AppState) -> Self {
         Self {
             store: state.store.clone(),
-            http: state.http.clone(),
+            http: state.outside_http.clone(),
+            policy: UrlPolicy::new(state.settings.allow_private_urls),
             settings: state.settings.webhooks.clone(),
             base_url: state.settings.our_base_url.clone(),
             clock: state.clock.clone(),
@@ -154,6 +158,11 @@ impl Deliverer {
             // Re-claimed after its last attempt's lease ran out (the sender died).
             return Err("no attempt left".into());
         }
+        // A literal address never reaches the resolver: checked here. A name is checked by the
+        // client's resolver, on the addresses it connects to.
+        if let Err(e) = self.policy.check_target(&d.url) {
+            return Err(format!("webhook_url {e}"));
+        }
         let body = render_body(d, &self.base_url);
         let timestamp = self.clock.now().timestamp();
         let mut request = self
@@ -173,7 +182,7 @@ impl Deliverer {
         match request.body(body).send().await {
             Ok(response) => Ok(response.status().as_u16()),
             // Without the URL: it may carry the receiver's token.
-            Err(e) => Err(e.without_url().to_string()),
+            Err(e) => Err(crate::urls::error_chain(&e.without_url())),
         }
     }
 

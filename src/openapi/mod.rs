@@ -45,7 +45,8 @@ qualification.
 Every error is `{\"error\": {\"code\": \"…\", \"message\": \"…\"}}` (the `ErrorBody` schema) \
 with the matching status. A path the service does not have answers 404 `not_found`; a method \
 a path does not support answers 405 `method_not_allowed`. Any operation may answer 500 \
-`internal`: the details are logged, never returned. A JSON body over 2 MB is answered 413 \
+`internal`: the details are logged, never returned; and 503 `unavailable` when the database \
+does not answer in time or the request runs past its timeout. A JSON body over 2 MB is answered 413 \
 `payload_too_large`.
 
 When `API_KEY` is set, the REST API needs `Authorization: Bearer <API_KEY>`; `/health`, \
@@ -150,6 +151,12 @@ pub fn document() -> Document {
             operation,
             "500",
             "`internal`: an unexpected failure (logged, not returned)",
+        );
+        add_error(
+            operation,
+            "503",
+            "`unavailable`: the database did not answer within `DB_ACQUIRE_TIMEOUT_MS`, or the \
+             request took longer than `HTTP_REQUEST_TIMEOUT_MS`; try again shortly",
         );
         // What every JSON body can be refused for, said once here rather than on each operation.
         if takes_json(operation) {

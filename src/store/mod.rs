@@ -13,6 +13,8 @@
 #[macro_use]
 mod sql;
 #[macro_use]
+pub mod tallies;
+#[macro_use]
 mod ops_sql;
 mod models;
 mod ops;
@@ -44,6 +46,34 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+impl StoreError {
+    /// The database cannot be reached or is busy (no connection within the wait, the
+    /// connection lost, SQLite's write lock held past the wait, PostgreSQL shutting down or
+    /// out of connections): the request may succeed later, so the API answers 503, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else {
+            return false;
+        };
+        match e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6) and their extended codes.
+                // PostgreSQL: class 08 (connection exception), 53300 too_many_connections,
+                // 57P01–57P03 (shutdown, crash, cannot connect now).
+                matches!(code.as_ref(), "5" | "6" | "517" | "261" | "262" | "53300")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+            }
+            _ => false,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -242,11 +272,22 @@ pub trait LeadImporter: Send {
 }
 
 /// Opens the database named by `url`, creating an SQLite file if missing, and applies the
-/// embedded migrations.
+/// embedded migrations; waits for the database as `DB_ACQUIRE_TIMEOUT_MS`'s default does.
 pub async fn connect(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    connect_with(url, std::time::Duration::from_secs(3)).await
+}
+
+/// [`connect`], waiting at most `wait` for a pooled connection (and, on SQLite, for the write
+/// lock) in every later operation: past it the operation fails, and the API answers 503.
+pub async fn connect_with(
+    url: &str,
+    wait: std::time::Duration,
+) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(PostgresStore::connect(url).await?))
+        Ok(std::sync::Arc::new(
+            PostgresStore::connect(url, wait).await?,
+        ))
     } else {
-        Ok(std::sync::Arc::new(SqliteStore::connect(url).await?))
+        Ok(std::sync::Arc::new(SqliteStore::connect(url, wait).await?))
     }
 }

@@ -179,7 +179,12 @@ pub enum AttemptResult {
 
 #[async_trait]
 pub trait OpsStore: Send + Sync {
+    /// Read from tallies (`tallies.rs`): the cost does not grow with the number of leads.
     async fn lead_stats(&self, campaign_id: Option<i64>) -> StoreResult<LeadStats>;
+    /// Every campaign's [`LeadStats`] in one query (the dashboard).
+    async fn lead_stats_by_campaign(
+        &self,
+    ) -> StoreResult<std::collections::HashMap<i64, LeadStats>>;
     async fn call_stats(&self, campaign_id: Option<i64>) -> StoreResult<CallStats>;
     /// Every [`LatencyKind`], in that order.
     async fn latency_stats(
@@ -196,6 +201,11 @@ pub trait OpsStore: Send + Sync {
     ) -> StoreResult<Vec<ExportRow>>;
     /// Calls holding a slot (queued … in progress), oldest first, at most 1,000.
     async fn active_calls(&self) -> StoreResult<Vec<Call>>;
+
+    /// Moves the deltas triggers appended into the tallies (PostgreSQL; nothing to do on
+    /// SQLite, whose triggers update the tallies in place). Reads are right either way; folding
+    /// keeps them short. Safe to run from several instances at once.
+    async fn fold_tallies(&self) -> StoreResult<()>;
 
     /// Adds to the call's token and character counters.
     async fn add_call_usage(&self, call_id: i64, usage: &CallUsage) -> StoreResult<()>;

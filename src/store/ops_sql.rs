@@ -1,9 +1,8 @@
 //! The SQL of [`OpsStore`](super::OpsStore), written once for both backends (like `sql.rs`).
 //!
-//! Aggregates use only what SQLite and PostgreSQL share: `COUNT`, `SUM` over integers (cast to
-//! BIGINT, and `COALESCE`d since an empty `SUM` is NULL), `CASE`, integer division. Percentiles
-//! are nearest-rank: the rank is computed in Rust from the count and the value read with
-//! `ORDER BY … LIMIT 1 OFFSET rank - 1`, which both backends answer identically.
+//! The reports' aggregates are read from tallies (`tallies.rs`); what is here reads rows (the
+//! export's pages, active calls) and keeps the webhook outbox, with what SQLite and PostgreSQL
+//! share.
 
 macro_rules! delivery_columns {
     () => {
@@ -12,145 +11,78 @@ macro_rules! delivery_columns {
     };
 }
 
-/// One percentile query per latency column (column names cannot be bound).
-macro_rules! latency_value_sql {
-    ($col:literal) => {
-        concat!(
-            "SELECT t.",
-            $col,
-            " FROM transcript_turns t JOIN calls c ON c.id = t.call_id \
-             WHERE t.",
-            $col,
-            " IS NOT NULL AND ($1 IS NULL OR c.campaign_id = $1) \
-             ORDER BY t.",
-            $col,
-            " LIMIT 1 OFFSET $2"
-        )
-    };
-}
-
 /// Expands `impl OpsStore for $store` over `$db`; `$skip_locked` is appended to the webhook
 /// claim's row selection (` FOR UPDATE SKIP LOCKED` on PostgreSQL, empty on SQLite, where
 /// writers are serialised anyway).
 macro_rules! impl_ops_store {
-    ($store:ty, $db:ty, skip_locked: $skip_locked:literal) => {
+    ($store:ty, $db:ty, skip_locked: $skip_locked:literal, { $($extra:tt)* }) => {
+        lead_tally_rows!($store, $db);
+
         #[async_trait::async_trait]
         impl $crate::store::OpsStore for $store {
+            $($extra)*
+
+            // The reports' aggregates: from tallies (`tallies.rs`), not from the rows.
             async fn lead_stats(
                 &self,
                 campaign_id: Option<i64>,
             ) -> $crate::store::StoreResult<$crate::store::LeadStats> {
-                let by_status: Vec<(String, i64)> = sqlx::query_as::<$db, (String, i64)>(
-                    "SELECT status, COUNT(*) FROM leads WHERE ($1 IS NULL OR campaign_id = $1) \
-                     GROUP BY status ORDER BY status",
-                )
-                .bind(campaign_id)
-                .fetch_all(&self.pool)
-                .await?;
-                let outcomes = sqlx::query_as::<$db, (String, i64)>(
-                    "SELECT outcome, COUNT(*) FROM leads WHERE outcome IS NOT NULL \
-                     AND ($1 IS NULL OR campaign_id = $1) GROUP BY outcome ORDER BY outcome",
-                )
-                .bind(campaign_id)
-                .fetch_all(&self.pool)
-                .await?;
-                let attempts = sqlx::query_as::<$db, (i32, i64)>(
-                    "SELECT attempts, COUNT(*) FROM leads WHERE ($1 IS NULL OR campaign_id = $1) \
-                     GROUP BY attempts ORDER BY attempts",
-                )
-                .bind(campaign_id)
-                .fetch_all(&self.pool)
-                .await?;
-                let by_status = by_status
+                let rows = self.lead_tally_rows(campaign_id).await?;
+                $crate::store::tallies::lead_stats(&rows)
+            }
+
+            async fn lead_stats_by_campaign(
+                &self,
+            ) -> $crate::store::StoreResult<std::collections::HashMap<i64, $crate::store::LeadStats>> {
+                let rows = self.lead_tally_rows(None).await?;
+                let mut by_campaign: std::collections::HashMap<i64, Vec<&$crate::store::tallies::LeadTallyRow>> =
+                    std::collections::HashMap::new();
+                for row in &rows {
+                    by_campaign.entry(row.0).or_default().push(row);
+                }
+                by_campaign
                     .into_iter()
-                    .map(|(s, n)| {
-                        s.parse()
-                            .map(|s| (s, n))
-                            .map_err($crate::store::StoreError::Corrupt)
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok($crate::store::LeadStats { by_status, outcomes, attempts })
+                    .map(|(id, rows)| Ok((id, $crate::store::tallies::lead_stats(rows)?)))
+                    .collect()
             }
 
             async fn call_stats(
                 &self,
                 campaign_id: Option<i64>,
             ) -> $crate::store::StoreResult<$crate::store::CallStats> {
-                let totals = sqlx::query_as::<$db, $crate::store::CallTotals>(
-                    "SELECT COUNT(*) AS total, \
-                     CAST(COALESCE(SUM(CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS answered, \
-                     CAST(COALESCE(SUM(CASE WHEN direction = 'outbound' AND dialed_at IS NOT NULL \
-                          THEN 1 ELSE 0 END), 0) AS BIGINT) AS dialled, \
-                     CAST(COALESCE(SUM(CASE WHEN direction = 'outbound' AND dialed_at IS NOT NULL \
-                          AND answered_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) AS dialled_answered, \
-                     CAST(COALESCE(SUM(COALESCE(conversation_duration, 0)), 0) AS BIGINT) AS talk_secs, \
-                     CAST(COALESCE(SUM(CASE WHEN conversation_duration > 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS talked_calls, \
-                     CAST(COALESCE(SUM(CASE WHEN conversation_duration > 0 \
-                          THEN (conversation_duration + 59) / 60 ELSE 0 END), 0) AS BIGINT) AS carrier_minutes, \
-                     CAST(COALESCE(SUM(CASE WHEN stream_sid IS NOT NULL \
-                          THEN COALESCE(conversation_duration, 0) ELSE 0 END), 0) AS BIGINT) AS stt_secs, \
-                     CAST(COALESCE(SUM(llm_prompt_tokens), 0) AS BIGINT) AS llm_prompt_tokens, \
-                     CAST(COALESCE(SUM(llm_completion_tokens), 0) AS BIGINT) AS llm_completion_tokens, \
-                     CAST(COALESCE(SUM(tts_characters), 0) AS BIGINT) AS tts_characters \
-                     FROM calls WHERE ($1 IS NULL OR campaign_id = $1)",
-                )
-                .bind(campaign_id)
-                .fetch_one(&self.pool)
-                .await?;
-                let by_status = sqlx::query_as::<$db, (String, i64)>(
-                    "SELECT status, COUNT(*) FROM calls WHERE ($1 IS NULL OR campaign_id = $1) \
-                     GROUP BY status ORDER BY status",
+                let rows = sqlx::query_as::<$db, $crate::store::tallies::CallTallyRow>(
+                    "SELECT status, intent, CAST(SUM(total) AS BIGINT), CAST(SUM(answered) AS BIGINT), \
+                     CAST(SUM(dialled) AS BIGINT), CAST(SUM(dialled_answered) AS BIGINT), \
+                     CAST(SUM(talk_secs) AS BIGINT), CAST(SUM(talked_calls) AS BIGINT), \
+                     CAST(SUM(carrier_minutes) AS BIGINT), CAST(SUM(stt_secs) AS BIGINT), \
+                     CAST(SUM(llm_prompt_tokens) AS BIGINT), CAST(SUM(llm_completion_tokens) AS BIGINT), \
+                     CAST(SUM(tts_characters) AS BIGINT) \
+                     FROM (SELECT * FROM call_tallies WHERE ($1 IS NULL OR campaign_id = $1) \
+                           UNION ALL \
+                           SELECT * FROM call_tally_deltas WHERE ($1 IS NULL OR campaign_id = $1)) t \
+                     GROUP BY status, intent ORDER BY status, intent",
                 )
                 .bind(campaign_id)
                 .fetch_all(&self.pool)
                 .await?;
-                let intents = sqlx::query_as::<$db, (String, i64)>(
-                    "SELECT intent, COUNT(*) FROM calls WHERE intent IS NOT NULL \
-                     AND ($1 IS NULL OR campaign_id = $1) GROUP BY intent ORDER BY intent",
-                )
-                .bind(campaign_id)
-                .fetch_all(&self.pool)
-                .await?;
-                Ok($crate::store::CallStats { totals, by_status, intents })
+                Ok($crate::store::tallies::call_stats(&rows))
             }
 
             async fn latency_stats(
                 &self,
                 campaign_id: Option<i64>,
             ) -> $crate::store::StoreResult<Vec<($crate::store::LatencyKind, $crate::store::Percentiles)>> {
-                use $crate::store::LatencyKind;
-                let counts: (i64, i64, i64, i64, i64) = sqlx::query_as::<$db, (i64, i64, i64, i64, i64)>(
-                    "SELECT COUNT(t.stt_ms), COUNT(t.llm_first_token_ms), COUNT(t.tts_first_byte_ms), \
-                     COUNT(t.voice_to_voice_ms), COUNT(t.added_ms) \
-                     FROM transcript_turns t JOIN calls c ON c.id = t.call_id \
-                     WHERE ($1 IS NULL OR c.campaign_id = $1)",
+                let rows = sqlx::query_as::<$db, $crate::store::tallies::LatencyTallyRow>(
+                    "SELECT kind, ms, CAST(SUM(n) AS BIGINT) \
+                     FROM (SELECT kind, ms, n FROM latency_tallies WHERE ($1 IS NULL OR campaign_id = $1) \
+                           UNION ALL \
+                           SELECT kind, ms, n FROM latency_tally_deltas WHERE ($1 IS NULL OR campaign_id = $1)) t \
+                     GROUP BY kind, ms HAVING SUM(n) <> 0 ORDER BY kind, ms",
                 )
                 .bind(campaign_id)
-                .fetch_one(&self.pool)
+                .fetch_all(&self.pool)
                 .await?;
-                let columns = [
-                    (LatencyKind::Stt, counts.0, latency_value_sql!("stt_ms")),
-                    (LatencyKind::LlmFirstToken, counts.1, latency_value_sql!("llm_first_token_ms")),
-                    (LatencyKind::TtsFirstByte, counts.2, latency_value_sql!("tts_first_byte_ms")),
-                    (LatencyKind::VoiceToVoice, counts.3, latency_value_sql!("voice_to_voice_ms")),
-                    (LatencyKind::Added, counts.4, latency_value_sql!("added_ms")),
-                ];
-                let mut out = Vec::with_capacity(columns.len());
-                for (kind, count, sql) in columns {
-                    let mut p = $crate::store::Percentiles { count, p50: None, p95: None };
-                    if count > 0 {
-                        for (pct, slot) in [(50, &mut p.p50), (95, &mut p.p95)] {
-                            let offset = $crate::store::nearest_rank(pct, count) - 1;
-                            *slot = sqlx::query_scalar::<$db, i32>(sql)
-                                .bind(campaign_id)
-                                .bind(offset)
-                                .fetch_optional(&self.pool)
-                                .await?;
-                        }
-                    }
-                    out.push((kind, p));
-                }
-                Ok(out)
+                Ok($crate::store::tallies::latency_stats(&rows))
             }
 
             async fn export_page(

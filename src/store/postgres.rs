@@ -21,10 +21,10 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str, wait: Duration) -> StoreResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(wait)
             .connect(url)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -41,7 +41,59 @@ impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
     }
 });
 
-impl_ops_store!(PostgresStore, Postgres, skip_locked: " FOR UPDATE SKIP LOCKED");
+impl_ops_store!(PostgresStore, Postgres, skip_locked: " FOR UPDATE SKIP LOCKED", {
+    async fn fold_tallies(&self) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        // One folder at a time; another instance already folding is enough.
+        let mine: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(7263541002)")
+            .fetch_one(&mut *tx)
+            .await?;
+        if !mine {
+            return Ok(());
+        }
+        for sql in FOLD {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+});
+
+/// Each `*_deltas` table moved into its tallies: deleted and summed in one statement (rows a
+/// transaction appends meanwhile are not visible to it, and stay for the next fold). Deltas of
+/// a campaign deleted meanwhile are dropped; keys are taken in order, so two folds cannot
+/// deadlock.
+const FOLD: [&str; 3] = [
+    "WITH moved AS (DELETE FROM lead_tally_deltas RETURNING campaign_id, status, outcome, attempts, n) \
+     INSERT INTO lead_tallies AS t (campaign_id, status, outcome, attempts, n) \
+     SELECT campaign_id, status, outcome, attempts, SUM(n) FROM moved \
+     WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.id = moved.campaign_id) \
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 \
+     ON CONFLICT (campaign_id, status, outcome, attempts) DO UPDATE SET n = t.n + excluded.n",
+    "WITH moved AS (DELETE FROM call_tally_deltas RETURNING *) \
+     INSERT INTO call_tallies AS t \
+     SELECT campaign_id, status, intent, SUM(total), SUM(answered), SUM(dialled), \
+         SUM(dialled_answered), SUM(talk_secs), SUM(talked_calls), SUM(carrier_minutes), \
+         SUM(stt_secs), SUM(llm_prompt_tokens), SUM(llm_completion_tokens), SUM(tts_characters) \
+     FROM moved WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.id = moved.campaign_id) \
+     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
+     ON CONFLICT (campaign_id, status, intent) DO UPDATE SET total = t.total + excluded.total, \
+         answered = t.answered + excluded.answered, dialled = t.dialled + excluded.dialled, \
+         dialled_answered = t.dialled_answered + excluded.dialled_answered, \
+         talk_secs = t.talk_secs + excluded.talk_secs, \
+         talked_calls = t.talked_calls + excluded.talked_calls, \
+         carrier_minutes = t.carrier_minutes + excluded.carrier_minutes, \
+         stt_secs = t.stt_secs + excluded.stt_secs, \
+         llm_prompt_tokens = t.llm_prompt_tokens + excluded.llm_prompt_tokens, \
+         llm_completion_tokens = t.llm_completion_tokens + excluded.llm_completion_tokens, \
+         tts_characters = t.tts_characters + excluded.tts_characters",
+    "WITH moved AS (DELETE FROM latency_tally_deltas RETURNING campaign_id, kind, ms, n) \
+     INSERT INTO latency_tallies AS t (campaign_id, kind, ms, n) \
+     SELECT campaign_id, kind, ms, SUM(n) FROM moved \
+     WHERE EXISTS (SELECT 1 FROM campaigns c WHERE c.id = moved.campaign_id) \
+     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
+     ON CONFLICT (campaign_id, kind, ms) DO UPDATE SET n = t.n + excluded.n",
+];
 
 struct PostgresImporter {
     tx: Transaction<'static, Postgres>,

@@ -15,12 +15,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::api::constant_time_eq;
+use crate::config::limits::fields;
 use crate::dialer::reconciler::terminal_status;
 use crate::dialer::settle::settle_call;
 use crate::error::{ApiError, ErrorBody, error_response};
 use crate::providers::exotel::{parse_exotel_time, text};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate};
+use crate::text::LogSafe;
 
 /// The OpenAPI description of [`routes`].
 #[derive(utoipa::OpenApi)]
@@ -28,7 +30,13 @@ use crate::store::{CallStatus, CarrierUpdate};
 pub struct ApiDoc;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/webhooks/exotel/status", post(status_callback))
+    Router::new().route(
+        "/webhooks/exotel/status",
+        // Exotel's callbacks are a few hundred bytes; a larger body is not one.
+        post(status_callback).layer(axum::extract::DefaultBodyLimit::max(
+            fields::STATUS_CALLBACK_BYTES,
+        )),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,8 +60,20 @@ pub struct StatusEvent {
 }
 
 impl StatusEvent {
+    /// Reads a callback, refusing (with a message naming the field, never echoing it) text
+    /// over its limit, control characters in one-line fields and an out-of-range duration.
+    /// A `RecordingUrl` that is not an `http(s)` link is dropped (the dashboard makes it a
+    /// link): the rest of the callback still applies.
     pub fn from_value(v: &Value) -> Result<Self, String> {
-        let call_sid = text(v, "CallSid").ok_or("`CallSid` is missing")?;
+        let line = |key: &'static str, max: usize| -> Result<Option<String>, String> {
+            match text(v, key) {
+                Some(t) => crate::text::check_line(key, &t, max)
+                    .map(|()| Some(t))
+                    .map_err(|e| e.to_string()),
+                None => Ok(None),
+            }
+        };
+        let call_sid = line("CallSid", fields::CARRIER_ID)?.ok_or("`CallSid` is missing")?;
         // `Legs[]` carries AnsweredBy; urlencoded bodies flatten it to `Legs[0][AnsweredBy]`.
         let answered_by = text(v, "AnsweredBy")
             .or_else(|| {
@@ -68,20 +88,52 @@ impl StatusEvent {
                         .flatten()
                 })
             });
+        if let Some(a) = &answered_by {
+            crate::text::check_line("AnsweredBy", a, fields::CARRIER_TEXT)
+                .map_err(|e| e.to_string())?;
+        }
+        let conversation_duration = match text(v, "ConversationDuration") {
+            None => None,
+            Some(d) => match d.parse::<f64>() {
+                Ok(secs)
+                    if secs.is_finite()
+                        && (0.0..=fields::MAX_CONVERSATION_SECS as f64).contains(&secs) =>
+                {
+                    Some(secs as i32)
+                }
+                Ok(_) => {
+                    return Err(format!(
+                        "`ConversationDuration` must be between 0 and {} seconds",
+                        fields::MAX_CONVERSATION_SECS
+                    ));
+                }
+                // Not a number (Exotel sends none for unanswered calls): as if absent.
+                Err(_) => None,
+            },
+        };
+        let recording_url = text(v, "RecordingUrl").and_then(|u| {
+            match crate::urls::UrlPolicy::default().check_link(&u) {
+                Ok(_) => Some(u),
+                Err(e) => {
+                    tracing::warn!(call_sid = %LogSafe(&call_sid), url = %LogSafe(&u), error = %e,
+                        "RecordingUrl dropped");
+                    None
+                }
+            }
+        });
         Ok(StatusEvent {
-            call_sid,
-            status: text(v, "Status")
-                .or_else(|| text(v, "CallStatus"))
+            status: line("Status", fields::CARRIER_TEXT)?
+                .or(line("CallStatus", fields::CARRIER_TEXT)?)
                 .map(|s| s.to_ascii_lowercase()),
-            event_type: text(v, "EventType").map(|s| s.to_ascii_lowercase()),
-            custom_field: text(v, "CustomField"),
-            conversation_duration: text(v, "ConversationDuration")
-                .and_then(|d| d.parse::<f64>().ok())
-                .map(|d| d as i32),
-            recording_url: text(v, "RecordingUrl"),
+            event_type: line("EventType", fields::CARRIER_TEXT)?.map(|s| s.to_ascii_lowercase()),
+            custom_field: line("CustomField", fields::CARRIER_ID)?,
+            conversation_duration,
+            recording_url,
             answered_by,
-            start_time: text(v, "StartTime"),
-            end_time: text(v, "EndTime").or_else(|| text(v, "DateUpdated")),
+            start_time: line("StartTime", fields::CARRIER_TEXT)?,
+            end_time: line("EndTime", fields::CARRIER_TEXT)?
+                .or(line("DateUpdated", fields::CARRIER_TEXT)?),
+            call_sid,
         })
     }
 
@@ -162,7 +214,8 @@ pub enum CallbackResult {
         (status = 200, description = "Applied, duplicate or ignored", body = CallbackResult),
         (status = 400, description = "`malformed_json`, `bad_multipart` or `bad_request`: the body could not be read", body = ErrorBody),
         (status = 401, description = "`unauthorized`: missing or wrong `secret`", body = ErrorBody),
-        (status = 422, description = "`validation_failed`: no `CallSid`", body = ErrorBody),
+        (status = 413, description = "`payload_too_large`: a body over 64 KiB", body = ErrorBody),
+        (status = 422, description = "`validation_failed`: no `CallSid`; a NUL character anywhere; a field over its limit (`CallSid`, `CustomField` 128 characters; `Status`, `EventType`, `AnsweredBy`, times 64) or with control characters; `ConversationDuration` outside 0–86400", body = ErrorBody),
     )
 )]
 async fn status_callback(
@@ -185,13 +238,39 @@ async fn status_callback(
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let event = match StatusEvent::from_value(&body) {
+    let event = match nul_free(&body).and_then(|()| StatusEvent::from_value(&body)) {
         Ok(e) => e,
-        Err(msg) => return ApiError::validation(msg).into_response(),
+        Err(msg) => {
+            let sid = text(&body, "CallSid").unwrap_or_default();
+            tracing::warn!(call_sid = %LogSafe(&sid), error = %msg, "status callback refused");
+            return ApiError::validation(msg).into_response();
+        }
     };
     match apply(&state, &event, &body).await {
         Ok(result) => (StatusCode::OK, axum::Json(result)).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// Every text of the body, keys included, is NUL-free: the whole body is stored in the event
+/// log, and PostgreSQL refuses a NUL in `jsonb` (SQLite would keep it).
+fn nul_free(v: &Value) -> Result<(), String> {
+    let refuse = |key: &str| {
+        Err(format!(
+            "`{}` must not contain a NUL character",
+            LogSafe(key)
+        ))
+    };
+    match v {
+        Value::String(s) if s.contains('\0') => refuse("(a value)"),
+        Value::Array(items) => items.iter().try_for_each(nul_free),
+        Value::Object(map) => map.iter().try_for_each(|(k, val)| {
+            if k.contains('\0') {
+                return refuse("(a key)");
+            }
+            nul_free(val).map_err(|_| format!("`{}` must not contain a NUL character", LogSafe(k)))
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -222,9 +301,16 @@ async fn read_body(request: Request) -> Result<Value, ApiError> {
         }
         return Ok(Value::Object(map));
     }
-    let bytes = Bytes::from_request(request, &())
-        .await
-        .map_err(|e| ApiError::BadRequest("bad_request", e.body_text()))?;
+    let bytes = Bytes::from_request(request, &()).await.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "a status callback is at most {} bytes",
+                fields::STATUS_CALLBACK_BYTES
+            ))
+        } else {
+            ApiError::BadRequest("bad_request", e.body_text())
+        }
+    })?;
     if content_type.starts_with("application/json") || bytes.first() == Some(&b'{') {
         let v: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest("malformed_json", format!("malformed JSON: {e}")))?;
@@ -257,7 +343,7 @@ async fn apply(
         call = Some(c);
     }
     let Some(call) = call else {
-        tracing::warn!(sid = %event.call_sid, "status callback for an unknown call");
+        tracing::warn!(call_sid = %LogSafe(&event.call_sid), "status callback for an unknown call");
         return Ok(CallbackResult::Ignored {
             ignored: "unknown call".into(),
         });

@@ -30,6 +30,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("assets/app.css"),
     ),
     ("app.js", JS, include_str!("assets/app.js")),
+    ("poll.js", JS, include_str!("assets/poll.js")),
     ("api.js", JS, include_str!("assets/api.js")),
     ("dom.js", JS, include_str!("assets/dom.js")),
     ("chart.js", JS, include_str!("assets/chart.js")),

@@ -38,19 +38,110 @@ struct Modes {
 /// Every answering persona, and a Hindi speaker; the persona's expected lead status and outcome
 /// (the lead's `outcome`, else the carrier's `last_result`).
 const LEADS: &[(&str, &str, Persona, Language, &str, &str)] = &[
-    ("+919800000001", "Aarav", Persona::Interested, Language::En, "completed", "interested"),
-    ("+919800000002", "Priya", Persona::NotInterested, Language::En, "completed", "not_interested"),
-    ("+919800000003", "Rohan", Persona::Callback, Language::En, "callback", "callback"),
-    ("+919800000004", "Ananya", Persona::WrongNumber, Language::En, "completed", "wrong_number"),
-    ("+919800000005", "Vikram", Persona::DoNotCall, Language::En, "do_not_call", "do_not_call"),
-    ("+919800000006", "Meera", Persona::Silent, Language::En, "completed", "answered"),
-    ("+919800000007", "Kabir", Persona::HangsUp, Language::En, "completed", "answered"),
-    ("+919800000008", "Sneha", Persona::Interrupts, Language::En, "completed", "interested"),
-    ("+919800000009", "Arjun", Persona::Backchannel, Language::En, "completed", "interested"),
-    ("+919800000010", "Divya", Persona::Voicemail, Language::En, "failed", "voicemail"),
-    ("+919800000011", "Rahul", Persona::NoAnswer, Language::En, "failed", "no-answer"),
-    ("+919800000012", "Pooja", Persona::Busy, Language::En, "failed", "busy"),
-    ("+919800000013", "Amit", Persona::Interested, Language::Hi, "completed", "interested"),
+    (
+        "+919800000001",
+        "Aarav",
+        Persona::Interested,
+        Language::En,
+        "completed",
+        "interested",
+    ),
+    (
+        "+919800000002",
+        "Priya",
+        Persona::NotInterested,
+        Language::En,
+        "completed",
+        "not_interested",
+    ),
+    (
+        "+919800000003",
+        "Rohan",
+        Persona::Callback,
+        Language::En,
+        "callback",
+        "callback",
+    ),
+    (
+        "+919800000004",
+        "Ananya",
+        Persona::WrongNumber,
+        Language::En,
+        "completed",
+        "wrong_number",
+    ),
+    (
+        "+919800000005",
+        "Vikram",
+        Persona::DoNotCall,
+        Language::En,
+        "do_not_call",
+        "do_not_call",
+    ),
+    (
+        "+919800000006",
+        "Meera",
+        Persona::Silent,
+        Language::En,
+        "completed",
+        "answered",
+    ),
+    (
+        "+919800000007",
+        "Kabir",
+        Persona::HangsUp,
+        Language::En,
+        "completed",
+        "answered",
+    ),
+    (
+        "+919800000008",
+        "Sneha",
+        Persona::Interrupts,
+        Language::En,
+        "completed",
+        "interested",
+    ),
+    (
+        "+919800000009",
+        "Arjun",
+        Persona::Backchannel,
+        Language::En,
+        "completed",
+        "interested",
+    ),
+    (
+        "+919800000010",
+        "Divya",
+        Persona::Voicemail,
+        Language::En,
+        "failed",
+        "voicemail",
+    ),
+    (
+        "+919800000011",
+        "Rahul",
+        Persona::NoAnswer,
+        Language::En,
+        "failed",
+        "no-answer",
+    ),
+    (
+        "+919800000012",
+        "Pooja",
+        Persona::Busy,
+        Language::En,
+        "failed",
+        "busy",
+    ),
+    (
+        "+919800000013",
+        "Amit",
+        Persona::Interested,
+        Language::Hi,
+        "completed",
+        "interested",
+    ),
 ];
 
 struct Rig {
@@ -138,7 +229,10 @@ async fn whole_campaign(backend: Backend, modes: Modes, hangup_within: Duration)
         .collect();
     let report = app.upload_report(id, csv).await;
     assert_eq!(report["imported"], LEADS.len(), "{report}");
-    assert_eq!(app.post(&format!("/campaigns/{id}/start")).await.status(), 200);
+    assert_eq!(
+        app.post(&format!("/campaigns/{id}/start")).await.status(),
+        200
+    );
     let dialer = Arc::new(Dialer::new(&app.state));
     app.state
         .tasks
@@ -147,7 +241,12 @@ async fn whole_campaign(backend: Backend, modes: Modes, hangup_within: Duration)
     let all = eventually(150, "every lead settled", || async {
         let all = leads(app, id).await;
         all.iter()
-            .all(|l| !matches!(l["status"].as_str(), Some("pending" | "in_progress" | "retry")))
+            .all(|l| {
+                !matches!(
+                    l["status"].as_str(),
+                    Some("pending" | "in_progress" | "retry")
+                )
+            })
             .then_some(all)
     })
     .await;
@@ -177,7 +276,12 @@ async fn whole_campaign(backend: Backend, modes: Modes, hangup_within: Duration)
         }
     }
     assert!(wrong.is_empty(), "{modes:?}: {wrong:#?}");
-    assert_eq!(rig.exotel.violations().total(), 0, "{:?}", rig.exotel.violations());
+    assert_eq!(
+        rig.exotel.violations().total(),
+        0,
+        "{:?}",
+        rig.exotel.violations()
+    );
     for r in &reports {
         check_call(r, &modes, hangup_within);
     }
@@ -209,7 +313,12 @@ fn check_stalls(app: &TestApp, modes: &Modes) {
 /// What a caller would notice.
 fn check_call(r: &CallReport, modes: &Modes, hangup_within: Duration) {
     let who = format!("{} ({}) in {modes:?}", r.persona, r.call_sid);
-    assert_ne!(r.ended_by, EndedBy::Impatient, "{who}: the bot never hung up: {:?}", r.heard);
+    assert_ne!(
+        r.ended_by,
+        EndedBy::Impatient,
+        "{who}: the bot never hung up: {:?}",
+        r.heard
+    );
     let expected = if r.persona == Persona::HangsUp {
         EndedBy::Callee
     } else {
@@ -217,14 +326,21 @@ fn check_call(r: &CallReport, modes: &Modes, hangup_within: Duration) {
     };
     assert_eq!(r.ended_by, expected, "{who}: {:?}", r.heard);
     if r.ended_by == EndedBy::Bot {
-        assert_eq!(r.stats.unplayed_at_end, Duration::ZERO, "{who}: hung up over its goodbye");
+        assert_eq!(
+            r.stats.unplayed_at_end,
+            Duration::ZERO,
+            "{who}: hung up over its goodbye"
+        );
         assert_eq!(
             r.stats.unmarked_at_end,
             Duration::ZERO,
             "{who}: a phrase without its mark"
         );
         let after = r.stats.hangup_after_audio.expect("hung up after its audio");
-        assert!(after <= hangup_within, "{who}: hung up {after:?} after the goodbye");
+        assert!(
+            after <= hangup_within,
+            "{who}: hung up {after:?} after the goodbye"
+        );
         // The last line was heard to its end, not cut mid-word.
         let last = r.heard.last().map(|l| l.trim()).unwrap_or("");
         assert!(

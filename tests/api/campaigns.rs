@@ -256,8 +256,9 @@ async fn lifecycle_start_pause_resume_delete(app: TestApp) {
 
 async fn completed_campaign_refuses_changes(app: TestApp) {
     let id = app.create_campaign("Done").await;
-    app.upload(id, "phone\n9876543210\n").await;
-    app.post(&format!("/campaigns/{id}/start")).await;
+    app.upload_report(id, "phone\n9876543210\n").await;
+    let res = app.post(&format!("/campaigns/{id}/start")).await;
+    assert_eq!(res.status(), 200);
     // Only the dialer completes a campaign; do what it does.
     app.state
         .store
@@ -288,7 +289,7 @@ async fn completed_campaign_refuses_changes(app: TestApp) {
 
 async fn show_counts_leads_by_status(app: TestApp) {
     let id = app.create_campaign("Counts").await;
-    app.upload(id, "phone\n9876543210\n9876543211\n9876543212\n")
+    app.upload_report(id, "phone\n9876543210\n9876543211\n9876543212\n")
         .await;
     let c: Value = app.get_json(&format!("/campaigns/{id}")).await;
     assert_eq!(c["lead_counts"]["pending"], 3);

@@ -51,8 +51,10 @@ async fn invalid_numbers_are_422_and_absent_ones_404(app: TestApp) {
 
 async fn listing_a_number_stops_its_waiting_leads(app: TestApp) {
     let id = app.create_campaign("Opt out").await;
-    app.upload(id, "phone\n9876543210\n9876543211\n").await;
-    app.post_json("/dnc", json!({"phone": "9876543211"})).await;
+    app.upload_report(id, "phone\n9876543210\n9876543211\n")
+        .await;
+    let res = app.post_json("/dnc", json!({"phone": "9876543211"})).await;
+    assert_eq!(res.status(), 201);
     let page: Value = app
         .get_json(&format!("/campaigns/{id}/leads?status=do_not_call"))
         .await;

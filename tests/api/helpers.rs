@@ -106,16 +106,30 @@ impl TestApp {
             .expect("upload")
     }
 
-    /// Uploads `csv` and returns the import report.
+    /// Uploads `csv`, which must import, and returns the import report.
     pub async fn upload_report(&self, campaign: i64, csv: impl Into<Vec<u8>>) -> serde_json::Value {
-        self.upload(campaign, csv).await.json().await.unwrap()
+        let res = self.upload(campaign, csv).await;
+        let status = res.status();
+        let report: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "upload refused: {report}");
+        report
     }
 
-    /// Creates a campaign, uploads `csv` and starts it; returns its id.
+    /// Creates a campaign, uploads `csv` and starts it; returns its id. Each step must succeed.
     pub async fn started_campaign(&self, name: &str, csv: impl Into<Vec<u8>>) -> i64 {
         let campaign = self.create_campaign(name).await;
-        self.upload(campaign, csv).await;
-        self.post(&format!("/campaigns/{campaign}/start")).await;
+        let report = self.upload_report(campaign, csv).await;
+        assert!(
+            report["imported"].as_u64() > Some(0),
+            "nothing imported: {report}"
+        );
+        let res = self.post(&format!("/campaigns/{campaign}/start")).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "start refused: {}",
+            res.text().await.unwrap()
+        );
         campaign
     }
 
@@ -303,6 +317,24 @@ pub async fn spawn_app_with(
         Backend::Postgres => (fresh_postgres_url().await?, None),
     };
     Some(spawn_app_at(&database_url, dir, configure).await)
+}
+
+/// Starts the service on port 0 with these environment variables (as `Settings::from_env`
+/// would read them) on top of the defaults.
+pub async fn spawn_app_env(backend: Backend, vars: &[(&str, &str)]) -> Option<TestApp> {
+    spawn_app_with(backend, |s| with_vars(s, vars)).await
+}
+
+/// Re-reads `s` from these variables, keeping its database and base URL.
+pub fn with_vars(s: &mut Settings, vars: &[(&str, &str)]) {
+    let mut map: std::collections::HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.insert("DATABASE_URL".into(), s.database_url.clone());
+    let base = s.our_base_url.clone();
+    *s = Settings::from_map(&map).expect("valid test settings");
+    s.our_base_url = base;
 }
 
 /// Starts the service on port 0 against an existing database (a second instance).

@@ -66,7 +66,7 @@ async fn messy_spreadsheet_imports_valid_rows_and_reports_the_rest(app: TestApp)
 
 async fn second_upload_skips_numbers_already_in_the_campaign(app: TestApp) {
     let id = app.create_campaign("Twice").await;
-    app.upload(id, "phone,name\n9876543210,A\n9876543211,B\n")
+    app.upload_report(id, "phone,name\n9876543210,A\n9876543211,B\n")
         .await;
     let res = app
         .upload(id, "number\t name\n+919876543211\tB again\n9876543212\tC\n")
@@ -190,7 +190,7 @@ async fn leads_are_paginated_and_filtered_by_status(app: TestApp) {
     for i in 0..25u32 {
         csv.push_str(&format!("97{:08}\n", i));
     }
-    app.upload(id, csv).await;
+    app.upload_report(id, csv).await;
     let page = lead_list(&app, id, "?limit=10&offset=20").await;
     assert_eq!(page["total"], 25);
     assert_eq!(page["leads"].as_array().unwrap().len(), 5);

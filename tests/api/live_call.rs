@@ -72,9 +72,10 @@ pub async fn live_rig_with(
             "instructions": "You sell rooftop solar panels for SunRise Solar. A site visit is free."}))
         .await;
     let campaign_id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
-    app.upload(campaign_id, "phone,name\n9876543210,Asha\n")
+    app.upload_report(campaign_id, "phone,name\n9876543210,Asha\n")
         .await;
-    app.post(&format!("/campaigns/{campaign_id}/start")).await;
+    let started = app.post(&format!("/campaigns/{campaign_id}/start")).await;
+    assert_eq!(started.status(), 200);
     let call_id = dial_next(&app, campaign_id, "CA-live-1").await;
     Some(LiveRig {
         app,
@@ -322,7 +323,7 @@ pub async fn run_caller_as(
         }
         if script.hang_up_after.is_some_and(|d| started.elapsed() >= d) {
             let stop = json!({"event": "stop", "sequence_number": seq.to_string(), "stream_sid": "MZ1",
-                "stop": {"call_sid": "CA-live-1", "account_sid": "AC1", "reason": "callended"}});
+                "stop": {"call_sid": call_sid, "account_sid": "AC1", "reason": "callended"}});
             let _ = tx.send(Message::text(stop.to_string())).await;
             let _ = tx.close().await;
             break;
@@ -583,7 +584,33 @@ async fn llm_rate_limit_is_retried_within_the_turn(backend: Backend) {
         .find(|t| t.speaker == "agent" && t.seq > 2)
         .expect("the agent answered");
     assert!(!reply.text.is_empty());
-    assert!(rig.llm.request_count() >= 2, "the 429 was retried");
+    // The turn's own request went twice (the 429, then its retry, with the same messages);
+    // the post-call summary is another request and does not count.
+    let turn_requests: Vec<Value> = rig
+        .llm
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r["stream"] == true
+                && r["messages"].as_array().is_some_and(|m| {
+                    m.last().is_some_and(|last| {
+                        last["role"] == "user"
+                            && last["content"]
+                                .as_str()
+                                .is_some_and(|c| c.contains("What is this about"))
+                    })
+                })
+        })
+        .collect();
+    assert_eq!(
+        turn_requests.len(),
+        2,
+        "the 429 was retried: {turn_requests:#?}"
+    );
+    assert_eq!(
+        turn_requests[0]["messages"], turn_requests[1]["messages"],
+        "the retry resent the turn"
+    );
 }
 
 async fn llm_never_answering_gives_a_filler_then_a_graceful_end(backend: Backend) {
@@ -747,7 +774,11 @@ async fn barge_in_clears_playback_and_trims_the_agent_turn(backend: Backend) {
     let chars = greeting.text.chars().count();
     assert!((15..=60).contains(&chars), "{chars}: {:?}", greeting.text);
     let next = full[greeting.text.len()..].chars().next();
-    assert!(next.is_none_or(|c| !c.is_alphanumeric()), "{:?}", greeting.text);
+    assert!(
+        next.is_none_or(|c| !c.is_alphanumeric()),
+        "{:?}",
+        greeting.text
+    );
     // And the model is told that it said them.
     let reply = rig
         .llm
@@ -785,7 +816,8 @@ async fn backchannel_does_not_interrupt_the_agent(backend: Backend) {
     assert!(
         turns
             .iter()
-            .all(|t| t.speaker != "caller" || !t.text.contains("haan") || turns.len() < 3)
+            .all(|t| t.speaker != "caller" || !t.text.contains("haan")),
+        "the backchannel is not a caller turn: {turns:?}"
     );
 }
 

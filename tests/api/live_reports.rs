@@ -42,7 +42,8 @@ async fn live_calls_show_real_values_in_every_report(backend: Backend) {
         .await;
     assert_eq!(res.status(), 200);
     // A second lead, dialled as CA-live-2.
-    app.upload(campaign, "phone,name\n9812345678,Ravi\n").await;
+    app.upload_report(campaign, "phone,name\n9812345678,Ravi\n")
+        .await;
     let store = &app.state.store;
     let second = dial_next(app, campaign, "CA-live-2").await;
     let calls = [rig.call_id, second];

@@ -42,11 +42,13 @@ async fn two_instances_dial_each_of_1000_leads_once_within_a_shared_cap_of_20() 
     }
 
     let campaign = a.create_campaign("Big push").await;
-    a.patch_json(
-        &format!("/campaigns/{campaign}"),
-        json!({"max_concurrent_calls": 100}),
-    )
-    .await;
+    let res = a
+        .patch_json(
+            &format!("/campaigns/{campaign}"),
+            json!({"max_concurrent_calls": 100}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     let csv: String = (0..1000).fold("phone\n".into(), |acc, i| acc + &format!("98{i:08}\n"));
     let report: Value = a.upload(campaign, csv).await.json().await.unwrap();
     assert_eq!(report["imported"], 1000);

@@ -137,14 +137,15 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    /// Sends the request and checks its body, and the answer's body against the schema the
-    /// document gives `template` for the status it got; returns the answer.
+    /// Sends the request and checks its body; the answer must have status `expect` and a body
+    /// that matches the schema the document gives `template` for it. Returns the answer.
     async fn call(
         &mut self,
         method: Method,
         template: &str,
         path: &str,
         body: Option<Value>,
+        expect: u16,
     ) -> Value {
         let op = &self.doc["paths"][template][method.as_str().to_lowercase()];
         assert!(op.is_object(), "{method} {template} is not documented");
@@ -164,14 +165,22 @@ impl Checker<'_> {
             req = req.json(body);
         }
         let res = req.send().await.unwrap();
-        self.verify(method, template, res).await
+        self.verify(method, template, res, expect).await
     }
 
-    /// Checks an answer's body against the schema the document gives `template` for its status.
-    async fn verify(&mut self, method: Method, template: &str, res: reqwest::Response) -> Value {
+    /// Checks that an answer has status `expect` (a documented 4xx in place of a success would
+    /// otherwise pass) and a body that matches the schema the document gives `template` for it.
+    async fn verify(
+        &mut self,
+        method: Method,
+        template: &str,
+        res: reqwest::Response,
+        expect: u16,
+    ) -> Value {
         let status = res.status();
         let url = res.url().path().to_string();
         let value: Value = res.json().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(status.as_u16(), expect, "{method} {url}: {value}");
         let op = &self.doc["paths"][template][method.as_str().to_lowercase()];
         let schema = &op["responses"][status.as_str()]["content"]["application/json"]["schema"];
         assert!(
@@ -201,12 +210,12 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
     // Campaigns and leads.
     let campaign = c
         .call(M::POST, "/campaigns", "/campaigns", Some(json!({
-            "name": "Schema", "webhook_url": "http://127.0.0.1:9/hook",
+            "name": "Schema", "webhook_url": "https://hooks.example.com/hook",
             "calling_window": {"start": "00:00", "end": "23:59",
                 "weekdays": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]},
             "retry_delays": {"no_answer": [5, 10], "busy": 15},
             "qualification_fields": [{"name": "budget", "description": "Budget", "type": "string"}],
-        })))
+        })), 201)
         .await;
     let id = campaign["id"].as_i64().unwrap();
     let one = "/campaigns/{id}";
@@ -215,14 +224,17 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         one,
         &format!("/campaigns/{id}"),
         Some(json!({"max_attempts": 4})),
+        200,
     )
     .await;
     // A body the schema refuses (an unknown field) gets the documented 422.
     let typo = app.post_json("/campaigns", json!({"nme": "typo"})).await;
-    c.verify(M::POST, "/campaigns", typo).await;
+    c.verify(M::POST, "/campaigns", typo, 422).await;
     let upload = "/campaigns/{id}/upload-csv";
     let csv = "phone,name,city\n9876543210,Asha,Pune\n12345,Bad,X\n";
-    let report = c.verify(M::POST, upload, app.upload(id, csv).await).await;
+    let report = c
+        .verify(M::POST, upload, app.upload(id, csv).await, 200)
+        .await;
     assert_eq!(
         (
             report["imported"].as_u64(),
@@ -231,7 +243,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         (Some(1), Some(1))
     );
     let all_bad = c
-        .verify(M::POST, upload, app.upload(id, "phone\n123\n").await)
+        .verify(M::POST, upload, app.upload(id, "phone\n123\n").await, 422)
         .await;
     assert_eq!(all_bad["error"]["code"], "no_valid_rows");
     c.call(
@@ -239,6 +251,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         "/dnc",
         "/dnc",
         Some(json!({"phone": "+91 98000 00001", "reason": "asked"})),
+        201,
     )
     .await;
     c.call(
@@ -246,6 +259,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         "/campaigns/{id}/start",
         &format!("/campaigns/{id}/start"),
         None,
+        200,
     )
     .await;
 
@@ -295,42 +309,55 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
 
     // Every JSON read.
     let reads = [
-        ("/health", "/health".to_string()),
-        ("/campaigns", "/campaigns".to_string()),
-        (one, format!("/campaigns/{id}")),
+        ("/health", "/health".to_string(), 200),
+        ("/campaigns", "/campaigns".to_string(), 200),
+        (one, format!("/campaigns/{id}"), 200),
         (
             "/campaigns/{id}/leads",
             format!("/campaigns/{id}/leads?limit=10"),
+            200,
         ),
         (
             "/campaigns/{id}/analytics",
             format!("/campaigns/{id}/analytics"),
+            200,
         ),
         (
             "/campaigns/{id}/webhook-deliveries",
             format!("/campaigns/{id}/webhook-deliveries"),
+            200,
         ),
-        ("/dashboard", "/dashboard".to_string()),
-        ("/leads/{id}", format!("/leads/{lead_id}")),
-        ("/calls/{id}", format!("/calls/{call_id}")),
+        ("/dashboard", "/dashboard".to_string(), 200),
+        ("/leads/{id}", format!("/leads/{lead_id}"), 200),
+        ("/calls/{id}", format!("/calls/{call_id}"), 200),
         (
             "/calls/{id}/transcript",
             format!("/calls/{call_id}/transcript"),
+            200,
         ),
-        ("/dnc", "/dnc".to_string()),
-        ("/dnc/{phone}", "/dnc/%2B919800000001".to_string()),
-        ("/debug/sessions", "/debug/sessions".to_string()),
-        ("/debug/sessions/{id}", "/debug/sessions/77".to_string()),
-        ("/debug/sessions/{id}", "/debug/sessions/78".to_string()),
+        ("/dnc", "/dnc".to_string(), 200),
+        ("/dnc/{phone}", "/dnc/%2B919800000001".to_string(), 200),
+        ("/debug/sessions", "/debug/sessions".to_string(), 200),
+        (
+            "/debug/sessions/{id}",
+            "/debug/sessions/77".to_string(),
+            200,
+        ),
+        (
+            "/debug/sessions/{id}",
+            "/debug/sessions/78".to_string(),
+            404,
+        ),
         (
             "/campaigns/{id}/leads",
             format!("/campaigns/{id}/leads?status=nope"),
+            422,
         ),
-        (one, "/campaigns/999".to_string()),
+        (one, "/campaigns/999".to_string(), 404),
     ];
     let mut bodies = Vec::new();
-    for (template, path) in &reads {
-        bodies.push(c.call(M::GET, template, path, None).await);
+    for (template, path, expect) in &reads {
+        bodies.push(c.call(M::GET, template, path, None, *expect).await);
     }
     // The reads above saw the data (not empty lists that match any item schema).
     assert_eq!(bodies[3]["total"], 1);
@@ -343,20 +370,26 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
     let secret = app.state.settings.webhook_secret.expose().to_string();
     let hook = format!("/webhooks/exotel/status?secret={secret}");
     let event = json!({"CallSid": "CA-schema", "Status": "completed", "EventType": "terminal"});
-    for _ in 0..2 {
-        c.call(
+    let applied = c
+        .call(
             M::POST,
             "/webhooks/exotel/status",
             &hook,
             Some(event.clone()),
+            200,
         )
         .await;
-    }
+    assert_eq!(applied["call_id"], call_id, "{applied}");
+    let again = c
+        .call(M::POST, "/webhooks/exotel/status", &hook, Some(event), 200)
+        .await;
+    assert_eq!(again, json!({"duplicate": true}));
     c.call(
         M::POST,
         "/campaigns/{id}/pause",
         &format!("/campaigns/{id}/pause"),
         None,
+        200,
     )
     .await;
     c.call(
@@ -364,6 +397,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         "/campaigns/{id}/pause",
         "/campaigns/999/pause",
         None,
+        404,
     )
     .await;
     c.call(
@@ -371,6 +405,7 @@ async fn every_json_body_matches_its_documented_schema(app: TestApp) {
         "/campaigns/{id}/resume",
         &format!("/campaigns/{id}/resume"),
         None,
+        200,
     )
     .await;
     assert_eq!(c.checked, 29);

@@ -319,3 +319,32 @@ async fn dashboard_shows_a_live_call_and_pauses_its_campaign() {
         .unwrap();
     assert_eq!(injected, json!([0, "Dashboard · voice-agent"]));
 }
+
+/// The page's refresh waits: a second while the server is quick, twice as long as a slow
+/// refresh took, doubled per failure in a row, at most 30 s (so a slow server is asked less
+/// often, not more). Read from the module the page itself runs (`poll.js`, used by `app.js`).
+#[tokio::test]
+async fn the_page_refreshes_less_often_while_the_server_is_slow_or_failing() {
+    let Some(browser) = Browser::launch().await else {
+        return;
+    };
+    let app = crate::helpers::spawn_app(Backend::Sqlite).await.unwrap();
+    browser.client.goto(&app.url("/ui")).await.unwrap();
+    let waits = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             import('/ui/assets/poll.js').then((m) => done([
+               m.nextDelay(40, 0), m.nextDelay(3000, 0), m.nextDelay(40, 1), m.nextDelay(40, 3),
+               m.nextDelay(3000, 2), m.nextDelay(120000, 0), m.nextDelay(40, 50)]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(waits, json!([1000, 6000, 2000, 8000, 24000, 30000, 30000]));
+    let app_js = app.get_text("/ui/assets/app.js").await;
+    assert!(
+        app_js.contains("nextDelay(performance.now() - started, failures)"),
+        "app.js schedules its next refresh with nextDelay"
+    );
+}

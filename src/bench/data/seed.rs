@@ -45,6 +45,16 @@ const HISTORY: &str = "INSERT INTO calls (campaign_id, lead_id, attempt, directi
 const DEFER: &str = "UPDATE leads SET status = 'retry', next_attempt_at = $3, attempts = 1, \
      last_result = 'no-answer' WHERE campaign_id = $1 AND status = 'pending' AND id % $2 != 0";
 
+/// One call in `$2` gets four turns, each with every latency (values spread over 150–1,149 ms).
+/// `$1` and `$3` are unused (the statement shape `run` binds).
+const TURNS: &str = "INSERT INTO transcript_turns (call_id, seq, speaker, text, stt_ms, \
+     llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, added_ms, created_at) \
+     SELECT c.id, s.seq, CASE WHEN s.seq % 2 = 1 THEN 'agent' ELSE 'caller' END, 'Namaste', \
+     150 + (c.id * 7 + s.seq * 13) % 1000, 300 + (c.id * 3) % 500, 120 + (c.id * 5) % 300, \
+     700 + (c.id * 11 + s.seq) % 800, 20 + c.id % 50, $3 \
+     FROM calls c CROSS JOIN (SELECT 1 AS seq UNION ALL SELECT 2 UNION ALL SELECT 3 \
+     UNION ALL SELECT 4) s WHERE c.id % $2 = 0 AND $1 = $1";
+
 impl Seeder {
     pub async fn connect(url: &str) -> BenchResult<Self> {
         // Loading a million rows is slow on purpose: no "slow statement" warnings for it.
@@ -86,6 +96,11 @@ impl Seeder {
         future: DateTime<Utc>,
     ) -> BenchResult<()> {
         self.run(DEFER, campaign_id, keep_one_in, future).await
+    }
+
+    /// Gives one call in `one_in` four transcript turns with latencies (see [`TURNS`]).
+    pub async fn turns(&self, one_in: i64) -> BenchResult<()> {
+        self.run(TURNS, 0, one_in, Utc::now()).await
     }
 
     /// Runs one of the statements above (`$1` campaign, `$2` a count, `$3` a time), then

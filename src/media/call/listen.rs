@@ -263,7 +263,11 @@ mod tests {
         let tuning = CallTuning::default();
         let t = Instant::now();
         let mut l = Listening::default();
-        assert_eq!(l.settle_due(&tuning), None, "nothing pending, nothing awaited");
+        assert_eq!(
+            l.settle_due(&tuning),
+            None,
+            "nothing pending, nothing awaited"
+        );
         l.interim = "hello".into();
         l.progress_at = Some(t);
         assert_eq!(l.settle_due(&tuning), Some(t + tuning.stt_settle));
@@ -296,4 +300,3 @@ mod tests {
         assert!(l.interim.is_empty());
     }
 }
-

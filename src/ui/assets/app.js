@@ -1,20 +1,21 @@
 // The dashboard's entry point: picks the view from the URL (/ui, /ui/campaigns/{id},
-// /ui/calls/{id}), refreshes it every second while the tab is visible, and keeps in-page links
-// from reloading the page.
+// /ui/calls/{id}), refreshes it every second while the tab is visible (less often while the
+// server is slow or failing: poll.js), and keeps in-page links from reloading the page.
 
 import { askForKey, forgetKey, storedKey } from './api.js';
 import { callView } from './call.js';
 import { campaignView } from './campaign.js';
 import { dashboardView } from './dashboard.js';
 import { h } from './dom.js';
-
-const POLL_MS = 1000;
+import { nextDelay } from './poll.js';
 
 let current = null;
 let generation = 0;
 let timer = null;
 /** The generation whose refresh is in flight, so a visibility change cannot start a second. */
 let inflight = null;
+/** Refreshes that failed in a row (the wait before the next one doubles with each). */
+let failures = 0;
 
 function viewFor(pathname) {
   const path = pathname.replace(/\/+$/, '');
@@ -60,14 +61,17 @@ async function tick(gen) {
   inflight = gen;
   clearTimeout(timer);
   const view = current;
+  const started = performance.now();
   try {
     await view.refresh();
     if (gen !== generation) return;
+    failures = 0;
     view.el.querySelector(':scope > .load-error')?.remove();
     renderCrumbs(view);
     setSync(true, `Live · ${new Date().toLocaleTimeString()}`);
   } catch (error) {
     if (gen !== generation) return;
+    failures += 1;
     setSync(false, 'Connection problem · retrying');
     showError(view, error);
   } finally {
@@ -77,7 +81,7 @@ async function tick(gen) {
   timer = setTimeout(() => {
     if (document.visibilityState === 'hidden') return;
     tick(gen);
-  }, POLL_MS);
+  }, nextDelay(performance.now() - started, failures));
 }
 
 function mount() {

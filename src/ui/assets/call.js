@@ -38,6 +38,8 @@ function details(call) {
 
 function recording(call) {
   if (!call.recording_url) return h('p', { class: 'muted small', id: 'recording' }, isLive(call) ? 'The recording is available once the call ends.' : 'The carrier reported no recording for this call.');
+  // The server keeps only http(s) links; checked here too, as a link's href runs `javascript:`.
+  if (!/^https?:\/\//i.test(call.recording_url)) return h('p', { class: 'muted small', id: 'recording' }, 'The recording link is not a web address.');
   return h('a', { class: 'btn btn-secondary', id: 'recording', href: call.recording_url, target: '_blank', rel: 'noopener noreferrer' }, '▶ Listen to the recording');
 }
 
