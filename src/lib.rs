@@ -7,6 +7,7 @@
 //! - [`providers`]: real clients of Exotel, Deepgram, OpenAI, ElevenLabs;
 //! - [`emulators`]: local doubles of those services (tests, demo, bench; never used by the product);
 //! - [`agent`]: the conversation logic;
+//! - [`voice`]: the ports the live call speaks to (STT, TTS), which the vendors implement;
 //! - [`sessions`]: live-call state shared across instances (memory or Redis);
 //! - [`notify`]: outbound webhooks to the operator (outbox and delivery loop);
 //! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
@@ -43,3 +44,4 @@ pub mod telephony;
 pub mod text;
 pub mod ui;
 pub mod urls;
+pub mod voice;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use voice_agent::config::Secret;
@@ -16,10 +15,12 @@ use voice_agent::emulators::elevenlabs::{
     self as emulator, BusyKind, Config, FinalAfter, Handle, Lifecycle,
 };
 use voice_agent::emulators::speech;
+use voice_agent::metrics::ProviderMetrics;
 use voice_agent::providers::elevenlabs::{
-    ContextId, ElevenLabs, ElevenLabsConfig, OutputFormat, RetryAdvice, SessionError, TtsError,
-    TtsEvent, TtsSession,
+    ElevenLabs, ElevenLabsConfig, ElevenLabsError, OutputFormat, RetryAdvice, TtsSession,
 };
+use voice_agent::voice::tts::{self, TtsEvent, TtsSession as _, TurnId};
+use voice_agent::voice::{ErrorKind, Provider, ReconnectKind};
 
 const VOICE: &str = "voice-1";
 const WAIT: Duration = Duration::from_secs(10);
@@ -36,31 +37,48 @@ fn pcm_text(bytes: &[u8]) -> String {
     speech::transcribe(&speech::from_bytes(bytes))
 }
 
-async fn next_event(events: &mut mpsc::Receiver<TtsEvent>) -> TtsEvent {
-    tokio::time::timeout(WAIT, events.recv())
+/// A session with its own metrics, which a test may read.
+async fn connect(config: ElevenLabsConfig) -> (TtsSession, ProviderMetrics) {
+    let metrics = ProviderMetrics::default();
+    let session = TtsSession::connect(config, reqwest::Client::new(), metrics.clone())
+        .await
+        .unwrap();
+    (session, metrics)
+}
+
+async fn next_event(session: &mut TtsSession) -> TtsEvent {
+    tokio::time::timeout(WAIT, tts::next_event(session))
         .await
         .expect("an event in time")
         .expect("session still running")
 }
 
-/// Audio of `turn` until its `TurnDone`; panics on an error or on audio of another context.
-async fn speak_turn(events: &mut mpsc::Receiver<TtsEvent>, turn: &ContextId) -> Vec<u8> {
+/// A new turn id for each turn of a test.
+fn new_turn() -> TurnId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    TurnId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+}
+
+/// Audio of `turn` until its `TurnDone`; panics on an error or on audio of another turn.
+async fn speak_turn(session: &mut TtsSession, turn: TurnId) -> Vec<u8> {
     let mut audio = Vec::new();
     loop {
-        match next_event(events).await {
-            TtsEvent::Audio { context, pcm, .. } => {
-                assert_eq!(&context, turn, "audio of another context leaked");
+        match next_event(session).await {
+            TtsEvent::Audio { turn: of, pcm, .. } => {
+                assert_eq!(of, turn, "audio of another turn leaked");
                 assert_eq!(pcm.len() % 2, 0, "whole samples");
                 audio.extend_from_slice(&pcm);
             }
-            TtsEvent::TurnDone { context, .. } if &context == turn => return audio,
+            TtsEvent::Spoken { turn: of, .. } if of == turn => {}
+            TtsEvent::TurnDone { turn: of, .. } if of == turn => return audio,
             other => panic!("unexpected event {other:?}"),
         }
     }
 }
 
-async fn say(session: &mut TtsSession, phrases: &[&str]) -> ContextId {
-    let turn = session.start_turn().unwrap();
+async fn say(session: &mut TtsSession, phrases: &[&str]) -> TurnId {
+    let turn = new_turn();
+    session.start_turn(turn).unwrap();
     for phrase in phrases {
         session.send_text(phrase).unwrap();
     }
@@ -177,7 +195,7 @@ async fn http_429_is_typed_and_retryable() {
 
     let first = tts.synthesize_stream("Hello.", VOICE).await.err().unwrap();
     assert!(
-        matches!(first, TtsError::TooManyConcurrentRequests(_)),
+        matches!(first, ElevenLabsError::TooManyConcurrentRequests(_)),
         "{first}"
     );
     assert_eq!(first.retry_advice(), RetryAdvice::Retry);
@@ -197,7 +215,7 @@ async fn http_system_busy_means_back_off() {
 
     let error = tts.synthesize_stream("Hello.", VOICE).await.err().unwrap();
 
-    assert!(matches!(error, TtsError::SystemBusy(_)), "{error}");
+    assert!(matches!(error, ElevenLabsError::SystemBusy(_)), "{error}");
     assert_eq!(error.retry_advice(), RetryAdvice::BackOff);
 }
 
@@ -208,11 +226,20 @@ async fn bad_key_is_invalid_api_key_on_http_and_websocket() {
 
     let http = ElevenLabs::new(reqwest::Client::new(), config.clone());
     let error = http.synthesize_stream("Hello.", VOICE).await.err().unwrap();
-    assert!(matches!(error, TtsError::InvalidApiKey(_)), "{error}");
+    assert!(
+        matches!(error, ElevenLabsError::InvalidApiKey(_)),
+        "{error}"
+    );
     assert_eq!(error.retry_advice(), RetryAdvice::GiveUp);
 
-    let error = TtsSession::connect(config).await.err().unwrap();
-    assert!(matches!(error, TtsError::InvalidApiKey(_)), "{error}");
+    let error = TtsSession::connect(config, reqwest::Client::new(), ProviderMetrics::default())
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        matches!(error, ElevenLabsError::InvalidApiKey(_)),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -228,7 +255,10 @@ async fn unknown_voice_is_voice_not_found() {
         .err()
         .unwrap();
 
-    assert!(matches!(error, TtsError::VoiceNotFound(_)), "{error}");
+    assert!(
+        matches!(error, ElevenLabsError::VoiceNotFound(_)),
+        "{error}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,10 +267,10 @@ async fn unknown_voice_is_voice_not_found() {
 #[tokio::test]
 async fn streamed_phrases_are_spoken_with_their_spaces() {
     let (_emu, handle, config) = start(Config::fast()).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     let turn = say(&mut tts, &["Solar.", "We install panels."]).await;
-    let audio = speak_turn(&mut events, &turn).await;
+    let audio = speak_turn(&mut tts, turn).await;
 
     assert_eq!(pcm_text(&audio), "Solar. We install panels. ");
     let stats = handle.stats();
@@ -252,32 +282,29 @@ async fn streamed_phrases_are_spoken_with_their_spaces() {
 #[tokio::test]
 async fn alignment_matches_the_audio_it_comes_with() {
     let (_emu, _handle, config) = start(Config::fast()).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     let turn = say(&mut tts, &["हाँ जी, बोलिए।"]).await;
 
     let symbol_bytes = speech::symbol_samples(8000) * 2;
     let mut spoken = String::new();
     loop {
-        match next_event(&mut events).await {
+        match next_event(&mut tts).await {
             TtsEvent::Audio { pcm, alignment, .. } => {
                 let alignment = alignment.expect("alignment with every chunk");
-                assert_eq!(alignment.chars.count * symbol_bytes, pcm.len());
-                assert_eq!(alignment.char_start_times_ms[0], 0);
-                assert!(
-                    alignment
-                        .char_durations_ms
-                        .iter()
-                        .all(|&d| d == speech::SYMBOL_MS)
-                );
-                assert_eq!(alignment.chars.text, pcm_text(&pcm));
-                spoken.push_str(&alignment.chars.text);
+                assert_eq!(alignment.chars * symbol_bytes, pcm.len());
+                assert_eq!(alignment.ends_ms.len(), alignment.chars);
+                // Each character ends one symbol after the one before it.
+                for (i, end) in alignment.ends_ms.iter().enumerate() {
+                    assert_eq!(*end, (i as u32 + 1) * speech::SYMBOL_MS);
+                }
+                spoken.push_str(&pcm_text(&pcm));
             }
             TtsEvent::TurnDone {
-                context,
+                turn: of,
                 first_audio,
             } => {
-                assert_eq!(context, turn);
+                assert_eq!(of, turn);
                 assert!(first_audio.is_some(), "time to first audio measured");
                 break;
             }
@@ -293,19 +320,19 @@ async fn barge_in_drops_late_audio_and_the_next_turn_uses_the_same_socket() {
     emu_config.real_time_factor = 0.2;
     emu_config.chars_per_message = 4;
     let (_emu, handle, config) = start(emu_config).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
     let long = "Our panels come with a twenty five year warranty. \
                 We also handle the subsidy paperwork for you. \
                 Installation takes about two days.";
 
     let first = say(&mut tts, &[long]).await;
-    match next_event(&mut events).await {
-        TtsEvent::Audio { context, .. } => assert_eq!(context, first),
+    match next_event(&mut tts).await {
+        TtsEvent::Audio { turn, .. } => assert_eq!(turn, first),
         other => panic!("expected audio, got {other:?}"),
     }
     tts.cancel_turn().unwrap();
     let second = say(&mut tts, &["Sorry, go ahead."]).await;
-    let audio = speak_turn(&mut events, &second).await;
+    let audio = speak_turn(&mut tts, second).await;
 
     assert_eq!(pcm_text(&audio), "Sorry, go ahead. ");
     let stats = until(&handle, |s| s.contexts_closed == 2).await;
@@ -320,15 +347,12 @@ async fn barge_in_drops_late_audio_and_the_next_turn_uses_the_same_socket() {
 #[tokio::test]
 async fn contexts_are_closed_after_every_turn() {
     let (_emu, handle, config) = start(Config::fast()).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     for i in 0..7 {
         let phrase = format!("Turn number {i}.");
         let turn = say(&mut tts, &[phrase.as_str()]).await;
-        assert_eq!(
-            pcm_text(&speak_turn(&mut events, &turn).await),
-            phrase + " "
-        );
+        assert_eq!(pcm_text(&speak_turn(&mut tts, turn).await), phrase + " ");
     }
 
     let stats = until(&handle, |s| s.open_contexts == 0).await;
@@ -342,11 +366,11 @@ async fn contexts_are_closed_after_every_turn() {
 #[tokio::test]
 async fn an_empty_turn_is_done_without_audio() {
     let (_emu, handle, config) = start(Config::fast()).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     let turn = say(&mut tts, &[]).await;
 
-    assert!(speak_turn(&mut events, &turn).await.is_empty());
+    assert!(speak_turn(&mut tts, turn).await.is_empty());
     assert_eq!(
         until(&handle, |s| s.open_contexts == 0).await.open_contexts,
         0
@@ -358,15 +382,16 @@ async fn keepalive_holds_a_slow_turn_and_never_reopens_a_closed_context() {
     let (_emu, handle, mut config) = start(Config::fast()).await;
     config.inactivity_timeout_secs = 1;
     config.keepalive_interval = Duration::from_millis(200);
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     // The model is slow: nothing to say for longer than the inactivity timeout.
-    let turn = tts.start_turn().unwrap();
+    let turn = new_turn();
+    tts.start_turn(turn).unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     tts.send_text("Sorry for the wait.").unwrap();
     tts.end_turn().unwrap();
     assert_eq!(
-        pcm_text(&speak_turn(&mut events, &turn).await),
+        pcm_text(&speak_turn(&mut tts, turn).await),
         "Sorry for the wait. "
     );
     // Idle between turns: no keep-alive goes to the closed context, the server drops the socket.
@@ -378,42 +403,46 @@ async fn keepalive_holds_a_slow_turn_and_never_reopens_a_closed_context() {
     // The next turn opens a new socket.
     let turn = say(&mut tts, &["Anything else?"]).await;
     assert_eq!(
-        pcm_text(&speak_turn(&mut events, &turn).await),
+        pcm_text(&speak_turn(&mut tts, turn).await),
         "Anything else? "
     );
     assert_eq!(handle.stats().ws_connections, 2);
 }
 
+/// The socket drops mid-turn: the session finishes the turn itself over the HTTP stream, from
+/// where the alignment had got to, counts the drop and the fallback, and the next turn opens a
+/// new socket.
 #[tokio::test]
-async fn socket_dropped_mid_turn_is_reported_and_the_next_turn_reconnects() {
+async fn a_socket_dropped_mid_turn_is_finished_over_http_and_the_next_turn_reconnects() {
     let mut emu_config = Config::fast();
     emu_config.real_time_factor = 0.5;
     emu_config.chars_per_message = 4;
     emu_config.faults.drop_ws_after = Some(Duration::from_millis(500));
     emu_config.faults.drop_first_ws = 1;
     let (_emu, handle, config) = start(emu_config).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, metrics) = connect(config).await;
+    let text = "This sentence is long enough to be cut off by the fault.";
 
-    let turn = say(
-        &mut tts,
-        &["This sentence is long enough to be cut off by the fault."],
-    )
-    .await;
-    let error = loop {
-        match next_event(&mut events).await {
-            TtsEvent::Audio { .. } => {}
-            TtsEvent::Error { context, error } => {
-                assert_eq!(context, Some(turn.clone()));
-                break error;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    };
-    assert!(matches!(error, SessionError::Dropped(_)), "{error}");
+    let turn = say(&mut tts, &[text]).await;
+    let audio = speak_turn(&mut tts, turn).await;
+
+    // Every word once: the socket's part, then the rest over HTTP (the seam loses a space).
+    let heard: String = pcm_text(&audio).split_whitespace().collect();
+    let said: String = text.split_whitespace().collect();
+    assert_eq!(heard, said);
+    assert_eq!(handle.stats().http_requests, 1, "the rest went over HTTP");
+    assert_eq!(
+        metrics.errors_of(Provider::ElevenLabs, ErrorKind::Dropped),
+        1
+    );
+    assert_eq!(
+        metrics.reconnects_of(Provider::ElevenLabs, ReconnectKind::HttpFallback),
+        1
+    );
 
     let turn = say(&mut tts, &["Let me repeat."]).await;
     assert_eq!(
-        pcm_text(&speak_turn(&mut events, &turn).await),
+        pcm_text(&speak_turn(&mut tts, turn).await),
         "Let me repeat. "
     );
     assert_eq!(handle.stats().ws_connections, 2);
@@ -422,11 +451,12 @@ async fn socket_dropped_mid_turn_is_reported_and_the_next_turn_reconnects() {
 #[tokio::test]
 async fn close_ends_the_session() {
     let (_emu, handle, config) = start(Config::fast()).await;
-    let (tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (tts, _metrics) = connect(config).await;
 
-    tts.close().await.unwrap();
+    tokio::time::timeout(WAIT, Box::new(tts).close())
+        .await
+        .expect("closed within its bound");
 
-    assert_eq!(next_event(&mut events).await, TtsEvent::Closed);
     assert_eq!(
         until(&handle, |s| s.open_contexts == 0).await.open_contexts,
         0
@@ -448,10 +478,10 @@ fn with_lifecycle(lifecycle: Lifecycle) -> Config {
 #[tokio::test]
 async fn a_turn_ends_when_its_closed_context_says_is_final() {
     let (_emu, handle, config) = start(with_lifecycle(Lifecycle::default())).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     let turn = say(&mut tts, &["Great.", "Do you own your home?"]).await;
-    let audio = speak_turn(&mut events, &turn).await;
+    let audio = speak_turn(&mut tts, turn).await;
 
     assert_eq!(pcm_text(&audio), "Great. Do you own your home? ");
     let stats = until(&handle, |s| s.contexts_closed == 1).await;
@@ -468,15 +498,16 @@ async fn is_final_after_a_mid_turn_flush_does_not_end_the_turn() {
         ..Lifecycle::default()
     };
     let (_emu, _handle, config) = start(with_lifecycle(lifecycle)).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
-    let turn = tts.start_turn().unwrap();
+    let turn = new_turn();
+    tts.start_turn(turn).unwrap();
     tts.send_text("Sorry, one moment please.").unwrap();
     tts.flush().unwrap();
     // The filler is spoken (and its isFinal read) before the answer comes.
     let mut audio = Vec::new();
     while pcm_text(&audio) != "Sorry, one moment please. " {
-        match next_event(&mut events).await {
+        match next_event(&mut tts).await {
             TtsEvent::Audio { pcm, .. } => audio.extend_from_slice(&pcm),
             other => panic!("unexpected {other:?}"),
         }
@@ -484,7 +515,7 @@ async fn is_final_after_a_mid_turn_flush_does_not_end_the_turn() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     tts.send_text("We install rooftop solar.").unwrap();
     tts.end_turn().unwrap();
-    audio.extend(speak_turn(&mut events, &turn).await);
+    audio.extend(speak_turn(&mut tts, turn).await);
 
     assert_eq!(
         pcm_text(&audio),
@@ -502,12 +533,12 @@ async fn the_other_spellings_end_a_turn_too() {
         mark_last_audio: true,
     };
     let (_emu, _handle, config) = start(with_lifecycle(lifecycle)).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     for text in ["Namaste.", "Is this a good time?"] {
         let turn = say(&mut tts, &[text]).await;
         assert_eq!(
-            pcm_text(&speak_turn(&mut events, &turn).await),
+            pcm_text(&speak_turn(&mut tts, turn).await),
             format!("{text} ")
         );
     }
@@ -523,17 +554,15 @@ async fn without_is_final_the_audio_still_comes_whole_and_the_next_turn_works() 
         ..Lifecycle::default()
     };
     let (_emu, handle, config) = start(with_lifecycle(lifecycle)).await;
-    let (mut tts, mut events) = TtsSession::connect(config).await.unwrap();
+    let (mut tts, _metrics) = connect(config).await;
 
     let first = say(&mut tts, &["Hello there."]).await;
     let mut audio = Vec::new();
     while let Ok(Some(event)) =
-        tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+        tokio::time::timeout(Duration::from_millis(500), tts::next_event(&mut tts)).await
     {
         match event {
-            TtsEvent::Audio { context, pcm, .. } if context == first => {
-                audio.extend_from_slice(&pcm)
-            }
+            TtsEvent::Audio { turn, pcm, .. } if turn == first => audio.extend_from_slice(&pcm),
             other => panic!("no end of turn comes in this mode: {other:?}"),
         }
     }
@@ -542,9 +571,9 @@ async fn without_is_final_the_audio_still_comes_whole_and_the_next_turn_works() 
     let second = say(&mut tts, &["Anything else?"]).await;
     let mut audio = Vec::new();
     while pcm_text(&audio) != "Anything else? " {
-        match next_event(&mut events).await {
-            TtsEvent::Audio { context, pcm, .. } => {
-                assert_eq!(context, second);
+        match next_event(&mut tts).await {
+            TtsEvent::Audio { turn, pcm, .. } => {
+                assert_eq!(turn, second);
                 audio.extend_from_slice(&pcm);
             }
             other => panic!("unexpected {other:?}"),

@@ -94,6 +94,11 @@ impl CarrierTx {
         }
     }
 
+    /// The carrier, for the metrics' labels.
+    pub fn provider(&self) -> crate::voice::Provider {
+        self.protocol.provider()
+    }
+
     /// Closes the socket, which hangs up on Exotel.
     pub async fn close(&mut self) {
         if !self.broken {

@@ -28,11 +28,12 @@ use crate::campaigns::default_spec;
 use crate::error::{ApiError, ApiPath, ErrorBody, error_response};
 use crate::metrics::GaugeGuard;
 use crate::phone::E164;
-use crate::providers::deepgram::ListenOptions;
 use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate};
 use crate::telephony::carrier::{CarrierEvent, CarrierProtocol, Exotel, StreamStart};
+use crate::voice::stt::SttOptions;
+use crate::voice::tts::{AudioFormat, TtsOptions};
 
 /// Silence (ms) after which Deepgram declares the caller's turn over (`endpointing`): long
 /// enough not to cut a caller pausing mid-sentence on a phone line.
@@ -247,59 +248,41 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     // Every log line of the call carries its ids.
     let span = tracing::info_span!("call", call_id, campaign_id = setup.campaign.id);
 
-    // Both provider sockets at once, before anything is said.
+    // Both provider sessions at once, before anything is said.
     let language = setup.campaign.spec.language.clone();
-    let options = ListenOptions {
-        language: if language.starts_with("hi") {
-            "multi".into()
-        } else {
-            language.clone()
-        },
+    let listen = SttOptions {
+        language: language.clone(),
         sample_rate: start.sample_rate,
-        endpointing_ms: Some(ENDPOINTING_MS),
-        ..ListenOptions::default()
+        endpointing_ms: ENDPOINTING_MS,
     };
-    let mut tts_config = match state.providers.tts.clone() {
-        Some(c) => c,
-        None => {
-            let why = "text-to-speech is not configured (ELEVENLABS_API_KEY, ELEVENLABS_VOICE_ID)";
+    let speak = TtsOptions {
+        voice: setup.campaign.spec.voice_id.clone(),
+        language,
+        // Agent audio in the stream's own rate, so nothing is transcoded.
+        format: AudioFormat::Pcm16 {
+            sample_rate: start.sample_rate,
+        },
+    };
+    let tts_vendor = match &state.providers.tts {
+        Ok(vendor) => vendor.clone(),
+        Err(missing) => {
+            let why = format!("text-to-speech is not configured ({missing} is missing)");
             tracing::error!(call_id, "{why}");
             let _ = sink.close().await;
-            Box::pin(end_unstarted(&state, call_id, why.to_string())).await;
+            Box::pin(end_unstarted(&state, call_id, why)).await;
             return;
         }
     };
-    if let Some(voice) = &setup.campaign.spec.voice_id {
-        tts_config.voice_id = voice.clone();
-    }
-    tts_config.language_code = Some(language.split('-').next().unwrap_or("en").to_string());
-    // Agent audio in the stream's own rate, so nothing is transcoded.
-    tts_config.output_format = match start.sample_rate {
-        16000 => crate::providers::elevenlabs::OutputFormat::Pcm16000,
-        _ => crate::providers::elevenlabs::OutputFormat::Pcm8000,
-    };
-    let tts_http = Some((
-        crate::providers::elevenlabs::ElevenLabs::new(state.http.clone(), tts_config.clone()),
-        tts_config.voice_id.clone(),
-    ));
     // Set-up and tear-down futures are boxed: inline, their states would stay in this call's
     // future (hence in its memory) for the whole call, though they run once.
     let (stt, tts) = Box::pin(async {
-        tokio::join!(
-            state.providers.stt.connect(&options),
-            crate::providers::elevenlabs::TtsSession::connect(tts_config)
-        )
+        tokio::join!(state.providers.stt.open(&listen), tts_vendor.open(&speak))
     })
     .await;
     let (stt, tts) = match (stt, tts) {
         (Ok(s), Ok(t)) => (s, t),
         (s, t) => {
-            if let Err(e) = &s {
-                meters.providers.stt_error(e);
-            }
-            if let Err(e) = &t {
-                meters.providers.tts_error(e);
-            }
+            // Each vendor counted its own failure.
             let why = format!("stt: {:?}, tts: {:?}", s.err(), t.err());
             tracing::error!(call_id, %why, "providers unavailable: hanging up");
             let _ = sink.close().await;
@@ -339,7 +322,6 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         state.providers.llm.clone(),
         stt,
         tts,
-        tts_http,
         carrier,
         writer,
         state.shutdown.clone(),

@@ -1,99 +1,16 @@
-//! Provider failures and recoveries, labelled by provider and by a closed set of kinds, and the
-//! mapping from each client's typed error to its kind (so the clients stay free of metrics
-//! vocabulary beyond one `record` call).
+//! Provider failures and recoveries, labelled by provider and by a closed set of kinds
+//! (`voice::kinds`). The speech vendors map their own errors to a kind; the OpenAI and Exotel
+//! clients' mappings are still here until their ports exist.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::providers::deepgram::SttError;
-use crate::providers::elevenlabs::{SessionError, TtsError};
 use crate::providers::exotel::ExotelError;
 use crate::providers::openai::LlmError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Provider {
-    Deepgram,
-    OpenAi,
-    ElevenLabs,
-    Exotel,
-}
-
-impl Provider {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Deepgram => "deepgram",
-            Provider::OpenAi => "openai",
-            Provider::ElevenLabs => "elevenlabs",
-            Provider::Exotel => "exotel",
-        }
-    }
-}
-
-/// What went wrong, at the level an operator acts on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// No answer (or no first token) in time.
-    Timeout,
-    /// The connection could not be made (DNS, TCP, TLS, WebSocket handshake).
-    Connect,
-    /// An HTTP 4xx answer (429 rate limits and quota included).
-    Http4xx,
-    /// An HTTP 5xx answer.
-    Http5xx,
-    /// An answer that does not follow the protocol (bad JSON, a stream cut before its end).
-    Protocol,
-    /// An error reported inside a stream that had started fine.
-    Stream,
-    /// An open socket dropped mid-call.
-    Dropped,
-    /// A signal the call waited for never came within its bound (an end of turn, a mark echo):
-    /// the call went on without it.
-    Stalled,
-}
-
-impl ErrorKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::Connect => "connect",
-            ErrorKind::Http4xx => "http_4xx",
-            ErrorKind::Http5xx => "http_5xx",
-            ErrorKind::Protocol => "protocol",
-            ErrorKind::Stream => "stream_error",
-            ErrorKind::Dropped => "dropped",
-            ErrorKind::Stalled => "stalled",
-        }
-    }
-
-    /// The class of an HTTP error status (anything below 500 counts as 4xx).
-    pub fn from_status(status: u16) -> Self {
-        if status >= 500 {
-            ErrorKind::Http5xx
-        } else {
-            ErrorKind::Http4xx
-        }
-    }
-}
-
-/// How a call got a provider back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReconnectKind {
-    /// A new socket, with the unfinalised audio replayed (Deepgram).
-    Reconnect,
-    /// The rest of a turn spoken over the HTTP stream after the WebSocket failed (ElevenLabs).
-    HttpFallback,
-}
-
-impl ReconnectKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconnectKind::Reconnect => "reconnect",
-            ReconnectKind::HttpFallback => "http_fallback",
-        }
-    }
-}
+pub use crate::voice::kinds::{ErrorKind, Provider, ReconnectKind};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProviderLabels {
@@ -109,10 +26,11 @@ pub struct ProviderMetrics {
     reconnects: Family<ProviderLabels, Counter>,
 }
 
-const PROVIDERS: [Provider; 4] = [
+const PROVIDERS: [Provider; 5] = [
     Provider::Deepgram,
     Provider::OpenAi,
     Provider::ElevenLabs,
+    Provider::OpenAiSpeech,
     Provider::Exotel,
 ];
 const KINDS: [ErrorKind; 8] = [
@@ -201,49 +119,6 @@ impl ProviderMetrics {
         self.error(Provider::OpenAi, kind);
     }
 
-    pub fn stt_error(&self, e: &SttError) {
-        let kind = match e {
-            SttError::Rejected { status, .. } => ErrorKind::from_status(*status),
-            SttError::ConnectTimeout(_) | SttError::CloseTimeout(_) => ErrorKind::Timeout,
-            SttError::InvalidUrl { .. } | SttError::InvalidApiKey | SttError::WebSocket(_) => {
-                ErrorKind::Connect
-            }
-            SttError::SessionEnded => ErrorKind::Dropped,
-            SttError::QueueFull => ErrorKind::Protocol,
-        };
-        self.error(Provider::Deepgram, kind);
-    }
-
-    pub fn tts_error(&self, e: &TtsError) {
-        let kind = match e {
-            TtsError::InvalidApiKey(_)
-            | TtsError::VoiceNotFound(_)
-            | TtsError::QuotaExceeded(_)
-            | TtsError::TooManyConcurrentRequests(_) => ErrorKind::Http4xx,
-            TtsError::SystemBusy(_) => ErrorKind::Http5xx,
-            TtsError::Api { status, .. } => ErrorKind::from_status(*status),
-            TtsError::Timeout(_) => ErrorKind::Timeout,
-            TtsError::Http(e) if e.is_timeout() => ErrorKind::Timeout,
-            TtsError::Http(e) => e
-                .status()
-                .map_or(ErrorKind::Connect, |s| ErrorKind::from_status(s.as_u16())),
-            TtsError::NotConfigured(_) | TtsError::WebSocket(_) => ErrorKind::Connect,
-            TtsError::Protocol(_) | TtsError::NoTurn => ErrorKind::Protocol,
-            TtsError::SessionClosed => ErrorKind::Dropped,
-            TtsError::SessionBusy => ErrorKind::Stalled,
-        };
-        self.error(Provider::ElevenLabs, kind);
-    }
-
-    pub fn tts_session_error(&self, e: &SessionError) {
-        let kind = match e {
-            SessionError::Server { .. } => ErrorKind::Stream,
-            SessionError::Dropped(_) => ErrorKind::Dropped,
-            SessionError::Connect(_) => ErrorKind::Connect,
-        };
-        self.error(Provider::ElevenLabs, kind);
-    }
-
     pub fn exotel_error(&self, e: &ExotelError) {
         let kind = match e {
             ExotelError::Config { status, .. } | ExotelError::Server { status, .. } => {
@@ -257,6 +132,15 @@ impl ProviderMetrics {
             ExotelError::Decode(_) => ErrorKind::Protocol,
         };
         self.error(Provider::Exotel, kind);
+    }
+
+    /// The recoveries of one provider of one kind (tests, the bench).
+    pub fn reconnects_of(&self, provider: Provider, how: ReconnectKind) -> u64 {
+        let labels = ProviderLabels {
+            provider: provider.as_str(),
+            kind: how.as_str(),
+        };
+        self.reconnects.get(&labels).map_or(0, |c| c.get())
     }
 
     /// The count for one provider and kind (tests, the bench).
@@ -287,10 +171,7 @@ mod tests {
         });
         m.llm_error(&LlmError::Cancelled);
         m.exotel_error(&ExotelError::Timeout(Duration::from_secs(10)));
-        m.stt_error(&SttError::Rejected {
-            status: 401,
-            message: "bad key".into(),
-        });
+        m.error(Provider::Deepgram, ErrorKind::from_status(401));
         assert_eq!(m.errors_of(Provider::OpenAi, ErrorKind::Http4xx), 1);
         assert_eq!(m.errors_of(Provider::OpenAi, ErrorKind::Http5xx), 1);
         assert_eq!(m.errors_of(Provider::Exotel, ErrorKind::Timeout), 1);

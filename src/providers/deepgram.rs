@@ -6,6 +6,7 @@
 //! turns audio into typed [`SttEvent`]s on the call's audio timeline.
 
 mod events;
+mod port;
 mod replay;
 mod session;
 mod worker;
@@ -19,6 +20,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
 pub use events::{Metadata, SttEvent, Transcript, Word, parse_event};
+pub use port::{DeepgramSession, DeepgramStt};
 pub use session::{SessionTuning, SttEvents, SttSession};
 
 use crate::config::{DeepgramSettings, Secret};
@@ -135,6 +137,20 @@ pub enum SttError {
 }
 
 impl SttError {
+    /// What kind of failure this is, for the metrics.
+    pub fn kind(&self) -> crate::voice::ErrorKind {
+        use crate::voice::ErrorKind;
+        match self {
+            SttError::Rejected { status, .. } => ErrorKind::from_status(*status),
+            SttError::ConnectTimeout(_) | SttError::CloseTimeout(_) => ErrorKind::Timeout,
+            SttError::InvalidUrl { .. } | SttError::InvalidApiKey | SttError::WebSocket(_) => {
+                ErrorKind::Connect
+            }
+            SttError::SessionEnded => ErrorKind::Dropped,
+            SttError::QueueFull => ErrorKind::Protocol,
+        }
+    }
+
     /// Retrying cannot help: bad URL or key, or a 4xx other than 408/429 at the handshake
     /// (401 bad key, 403 no access, 400 bad parameters).
     pub fn is_permanent(&self) -> bool {

@@ -1,33 +1,53 @@
-//! Real clients of the external services, one file per system. Each has a configurable base
-//! URL, a timeout on every call, and typed errors; none knows whether it talks to the real
-//! service or to an emulator.
+//! The vendors, one folder (or file) each: real clients of the external services, each with a
+//! configurable base URL, a timeout on every call, and typed errors; none knows whether it
+//! talks to the real service or to an emulator. The speech vendors implement the call's ports
+//! (`voice::stt`, `voice::tts`); [`Providers`] holds the ones configuration chose.
 
 pub mod deepgram;
 pub mod elevenlabs;
 pub mod exotel;
 pub mod openai;
 
-/// The clients a live call uses, built once from settings.
+use std::sync::Arc;
+
+use crate::voice::stt::SttVendor;
+use crate::voice::tts::TtsVendor;
+
+/// The vendors a live call uses, built once from settings.
 #[derive(Clone)]
 pub struct Providers {
-    pub stt: deepgram::DeepgramClient,
+    pub stt: Arc<dyn SttVendor>,
     pub llm: openai::OpenAiClient,
-    /// `None` until ElevenLabs is configured (calls are then refused with a log line).
-    pub tts: Option<elevenlabs::ElevenLabsConfig>,
+    /// The TTS vendor, or the variable that is missing to configure it (calls are then refused
+    /// with a log line naming it).
+    pub tts: Result<Arc<dyn TtsVendor>, &'static str>,
 }
 
 impl Providers {
-    /// `metrics`: where the clients that retry internally (OpenAI) count their failed attempts.
+    /// `metrics`: where the vendors count their failed attempts and recoveries.
     pub fn from_settings(
         settings: &crate::config::Settings,
         http: reqwest::Client,
         metrics: &crate::metrics::Metrics,
     ) -> Self {
+        let counted = metrics.providers.clone();
+        let stt = deepgram::DeepgramStt::new(
+            deepgram::DeepgramClient::new(&settings.deepgram),
+            counted.clone(),
+        );
+        let tts = elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs)
+            .map(|config| {
+                let vendor = elevenlabs::ElevenLabsTts::new(config, http.clone(), counted.clone());
+                Arc::new(vendor) as Arc<dyn TtsVendor>
+            })
+            .map_err(|e| match e {
+                elevenlabs::ElevenLabsError::NotConfigured(var) => var,
+                _ => "ELEVENLABS_API_KEY",
+            });
         Self {
-            stt: deepgram::DeepgramClient::new(&settings.deepgram),
-            llm: openai::OpenAiClient::from_settings(http, &settings.openai)
-                .with_metrics(metrics.providers.clone()),
-            tts: elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs).ok(),
+            stt: Arc::new(stt),
+            llm: openai::OpenAiClient::from_settings(http, &settings.openai).with_metrics(counted),
+            tts,
         }
     }
 }

@@ -59,6 +59,8 @@ pub enum CarrierCommand {
 /// A carrier's media-stream wire format.
 pub trait CarrierProtocol: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+    /// The carrier, for the metrics' labels.
+    fn provider(&self) -> crate::voice::Provider;
     /// Parses one text frame; `None` for frames to ignore (unknown or malformed: logged).
     fn parse(&self, text: &str) -> Option<CarrierEvent>;
     /// Encodes one command for the stream `stream_sid`.
@@ -153,6 +155,10 @@ fn push_json_string(out: &mut String, s: &str) {
 impl CarrierProtocol for Exotel {
     fn name(&self) -> &'static str {
         "exotel"
+    }
+
+    fn provider(&self) -> crate::voice::Provider {
+        crate::voice::Provider::Exotel
     }
 
     fn parse(&self, text: &str) -> Option<CarrierEvent> {

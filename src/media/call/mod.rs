@@ -25,17 +25,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures::StreamExt;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::agent::lines::{Language, Lines};
 use crate::agent::prompt;
 use crate::metrics::{CallMeters, Provider};
-use crate::providers::deepgram::{SttEvents, SttSession};
-use crate::providers::elevenlabs::{AudioStream, ElevenLabs, TtsEvent, TtsSession};
 use crate::providers::openai::{Message, OpenAiClient};
 use crate::store::{CallUsage, Campaign, Lead};
 use crate::telephony::carrier::CarrierEvent;
+use crate::voice::stt::{self, SttSession};
+use crate::voice::tts::{self, TtsSession};
 
 use super::link::{CarrierRx, CarrierTx};
 use super::playout::{Playout, Sent};
@@ -123,11 +122,8 @@ pub struct Call {
     language: String,
     lines: &'static Lines,
     llm: OpenAiClient,
-    stt: SttSession,
-    tts: TtsSession,
-    /// HTTP streaming TTS, for finishing a turn whose WebSocket failed.
-    tts_http: Option<(ElevenLabs, String)>,
-    fallback: Option<AudioStream>,
+    stt: Box<dyn SttSession>,
+    tts: Box<dyn TtsSession>,
     /// The carrier socket's write half: agent audio, marks and `clear` go out from here.
     out: CarrierTx,
     /// Commands due this frame (a buffer reused for every frame).
@@ -163,9 +159,8 @@ pub async fn run(
     setup: CallSetup,
     tuning: CallTuning,
     llm: OpenAiClient,
-    (stt, mut stt_events): (SttSession, SttEvents),
-    (tts, mut tts_events): (TtsSession, mpsc::Receiver<TtsEvent>),
-    tts_http: Option<(ElevenLabs, String)>,
+    stt: Box<dyn SttSession>,
+    tts: Box<dyn TtsSession>,
     (mut carrier, out): (CarrierRx, CarrierTx),
     writer: Writer,
     shutdown: tokio_util::sync::CancellationToken,
@@ -185,8 +180,6 @@ pub async fn run(
         llm,
         stt,
         tts,
-        tts_http,
-        fallback: None,
         out,
         due: Vec::new(),
         writer,
@@ -250,13 +243,13 @@ pub async fn run(
                 Some(CarrierEvent::Dtmf { digit }) => tracing::debug!(%digit, "DTMF ignored"),
                 Some(_) => {}
             },
-            ev = stt_events.recv() => match ev {
+            ev = stt::next_event(call.stt.as_mut()) => match ev {
                 Some(ev) => call.on_stt(ev).await,
                 None => {
                     call.goodbye(Ending::ProviderFailed("speech-to-text ended".into())).await;
                 }
             },
-            ev = tts_events.recv() => match ev {
+            ev = tts::next_event(call.tts.as_mut()) => match ev {
                 Some(ev) => call.on_tts(ev).await,
                 None => {
                     if call.ending.is_none() {
@@ -266,12 +259,6 @@ pub async fn run(
                 }
             },
             ev = llm_next => call.on_llm(ev).await,
-            chunk = async {
-                match call.fallback.as_mut() {
-                    Some(s) => s.next().await,
-                    None => std::future::pending().await,
-                }
-            } => call.on_fallback_audio(chunk),
             _ = sleep_opt(silence_due) => call.on_silence().await,
             _ = tokio::time::sleep_until(max_end), if call.ending.is_none() => {
                 call.goodbye(Ending::MaxDuration).await;

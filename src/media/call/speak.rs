@@ -2,21 +2,20 @@
 //! after each phrase to the carrier; the marks the carrier echoes say what was played.
 //!
 //! A turn's speech moves through [`Speech`]: the text streams in, then the turn is ended at the
-//! TTS and its last audio awaited (bounded: `waits`), or, if the TTS socket failed, the rest is
-//! spoken over the HTTP fallback. The turn is over once all of its audio is in and every mark is
-//! resolved (echoed, or past its bounded wait). Barge-in ([`Call::interrupt`]) and hang-ups cut
+//! TTS and its last audio awaited (bounded: `waits`). How the vendor recovers from its own
+//! failures is its own business (`voice::tts`). The turn is over once all of its audio is in and
+//! every mark is resolved (echoed, or past its bounded wait). Barge-in ([`Call::interrupt`]) and hang-ups cut
 //! the turn at the last word the caller heard.
 
-use bytes::Bytes;
 use chrono::Utc;
 use tokio::time::Instant;
 
 use crate::agent::phrases::PhraseSplitter;
-use crate::metrics::{Provider, ReconnectKind, observe_ms};
-use crate::providers::elevenlabs::{ContextId, TtsError, TtsEvent};
+use crate::metrics::observe_ms;
 use crate::providers::openai::{ChatStream, Message, ToolCall};
 use crate::store::TranscriptTurn;
 use crate::telephony::carrier::CarrierCommand;
+use crate::voice::tts::{TtsEvent, TurnId};
 
 use super::heard::{Timeline, cut_at_word};
 use super::{Call, Ending};
@@ -63,11 +62,6 @@ pub(super) enum Speech {
     Streaming,
     /// All text sent and the turn ended at the TTS at `since`; its last audio is awaited.
     Ending { since: Instant },
-    /// The TTS socket failed while text was still coming: the rest goes to the fallback once
-    /// the text is complete.
-    Broken,
-    /// The rest of the turn is being spoken over the HTTP fallback.
-    Fallback,
     /// All of the turn's audio is in the playout.
     Done,
 }
@@ -89,7 +83,8 @@ pub(super) struct Latency {
 /// One agent turn in flight.
 pub(super) struct AgentTurn {
     pub seq: i32,
-    pub context: ContextId,
+    /// The TTS's name for it.
+    pub tts_turn: TurnId,
     pub llm: Option<ChatStream>,
     pub splitter: PhraseSplitter,
     pub phrases: Vec<Phrase>,
@@ -127,19 +122,17 @@ impl AgentTurn {
 impl Call {
     /// Starts an agent turn (a new TTS context). `None` when TTS refuses: the call ends.
     pub(super) fn start_turn(&mut self, caller_done_at: Option<Instant>) -> Option<AgentTurn> {
-        let context = match self.tts.start_turn() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "TTS turn could not start");
-                self.ending
-                    .get_or_insert(Ending::ProviderFailed(format!("text-to-speech: {e}")));
-                return None;
-            }
-        };
         let seq = self.next_seq();
+        let tts_turn = TurnId(seq as u64);
+        if let Err(e) = self.tts.start_turn(tts_turn) {
+            tracing::error!(error = %e, "TTS turn could not start");
+            self.ending
+                .get_or_insert(Ending::ProviderFailed(format!("text-to-speech: {e}")));
+            return None;
+        }
         Some(AgentTurn {
             seq,
-            context,
+            tts_turn,
             llm: None,
             splitter: PhraseSplitter::new(),
             phrases: vec![],
@@ -192,13 +185,9 @@ impl Call {
             echo: Echo::Unsent,
         });
         turn.latency.text_sent_at.get_or_insert(Instant::now());
-        if turn.speech == Speech::Broken {
-            return; // spoken by the HTTP fallback once the reply is complete
-        }
         self.usage.tts_characters += phrase.chars().count() as u32;
         if let Err(e) = self.tts.send_text(phrase) {
-            tracing::warn!(error = %e, "TTS refused text: the turn goes to the fallback");
-            turn.speech = Speech::Broken;
+            tracing::warn!(error = %e, "TTS refused text");
         }
     }
 
@@ -207,18 +196,15 @@ impl Call {
         let Some(turn) = self.agent.as_mut() else {
             return;
         };
-        let speech = turn.speech;
-        match speech {
-            Speech::Streaming => {}
-            Speech::Broken => return self.start_fallback().await,
-            Speech::Ending { .. } | Speech::Fallback | Speech::Done => return,
+        if turn.speech != Speech::Streaming {
+            return;
         }
         let ended = self.tts.end_turn();
         if turn.phrases.is_empty() {
             self.speech_done();
         } else if let Err(e) = ended {
-            tracing::warn!(error = %e, "TTS did not take the end of the turn: falling back");
-            self.start_fallback().await;
+            tracing::warn!(error = %e, "TTS did not take the end of the turn");
+            self.speech_done();
         } else {
             turn.speech = Speech::Ending {
                 since: Instant::now(),
@@ -250,19 +236,20 @@ impl Call {
     }
 
     pub(super) async fn on_tts(&mut self, ev: TtsEvent) {
+        let Some(turn) = self.agent.as_mut() else {
+            return;
+        };
+        // Audio or news of a cancelled turn, or after the turn was taken as done.
+        let live = |t: &AgentTurn, of: crate::voice::tts::TurnId| {
+            t.tts_turn == of && matches!(t.speech, Speech::Streaming | Speech::Ending { .. })
+        };
         match ev {
             TtsEvent::Audio {
-                context,
+                turn: of,
                 pcm,
                 alignment,
             } => {
-                let Some(turn) = self.agent.as_mut() else {
-                    return;
-                };
-                // A cancelled turn's late audio, or audio after the turn was taken as done.
-                if turn.context != context
-                    || !matches!(turn.speech, Speech::Streaming | Speech::Ending { .. })
-                {
+                if !live(turn, of) {
                     return;
                 }
                 let now = Instant::now();
@@ -270,96 +257,34 @@ impl Call {
                     turn.latency.tts_first = turn.latency.text_sent_at.map(|t| now - t);
                 }
                 turn.last_audio_at = Some(now);
-                let ends = alignment.iter().flat_map(|a| {
-                    a.char_start_times_ms
-                        .iter()
-                        .zip(&a.char_durations_ms)
-                        .map(|(s, d)| s + d)
-                });
+                let ends = alignment.iter().flat_map(|a| a.ends_ms.iter().copied());
                 turn.timeline.push(pcm.len(), ends);
                 self.playout.push_audio(&pcm, now.into_std());
                 // A mark right after the chunk that completes each phrase.
                 if let Some(a) = alignment {
-                    turn.chars_aligned += a.chars.count;
+                    turn.chars_aligned += a.chars;
                     let aligned = turn.chars_aligned;
                     self.place_marks_through(aligned);
                 }
             }
-            TtsEvent::TurnDone { context, .. } => {
-                if self.agent.as_ref().is_some_and(|t| {
-                    t.context == context
-                        && matches!(t.speech, Speech::Streaming | Speech::Ending { .. })
-                }) {
+            TtsEvent::Spoken { turn: of, chars } => {
+                if live(turn, of) {
+                    turn.chars_aligned = turn.chars_aligned.max(chars);
+                    self.place_marks_through(chars);
+                }
+            }
+            TtsEvent::TurnDone { turn: of, .. } => {
+                if live(turn, of) {
                     self.speech_done();
                 }
             }
-            TtsEvent::Error { error, context } => {
-                self.meters.providers.tts_session_error(&error);
-                let Some(turn) = self.agent.as_mut() else {
-                    return;
-                };
-                if context.as_ref().is_some_and(|c| *c != turn.context) {
-                    return;
-                }
-                tracing::warn!(?error, "TTS failed mid-turn: finishing the turn over HTTP");
-                let speech = turn.speech;
-                match speech {
-                    Speech::Streaming => turn.speech = Speech::Broken,
-                    Speech::Ending { .. } => self.start_fallback().await,
-                    Speech::Broken | Speech::Fallback | Speech::Done => {}
+            TtsEvent::Error { turn: of, message } => {
+                if of.is_none_or(|of| live(turn, of)) {
+                    tracing::warn!(%message, "TTS gave up on the turn: it ends with what was said");
+                    self.speech_done();
                 }
             }
             TtsEvent::Closed => {}
-        }
-    }
-
-    /// Speaks what the TTS socket had not voiced yet, through the HTTP stream.
-    pub(super) async fn start_fallback(&mut self) {
-        let Some(turn) = self.agent.as_mut() else {
-            return;
-        };
-        turn.speech = Speech::Fallback;
-        let rest: String = turn.text().chars().skip(turn.chars_aligned).collect();
-        let Some((http, voice)) = self.tts_http.clone() else {
-            return self.speech_done();
-        };
-        if rest.trim().is_empty() {
-            return self.speech_done();
-        }
-        self.usage.tts_characters += rest.trim().chars().count() as u32;
-        self.meters
-            .providers
-            .reconnect(Provider::ElevenLabs, ReconnectKind::HttpFallback);
-        match http.synthesize_stream(rest.trim(), &voice).await {
-            Ok(stream) => self.fallback = Some(stream),
-            Err(e) => {
-                self.meters.providers.tts_error(&e);
-                tracing::error!(error = %e, "HTTP TTS fallback failed too");
-                self.speech_done();
-            }
-        }
-    }
-
-    pub(super) fn on_fallback_audio(&mut self, chunk: Option<Result<Bytes, TtsError>>) {
-        match chunk {
-            Some(Ok(pcm)) => {
-                if let Some(turn) = self.agent.as_mut() {
-                    let now = Instant::now();
-                    turn.last_audio_at = Some(now);
-                    turn.timeline.push(pcm.len(), std::iter::empty());
-                    self.playout.push_audio(&pcm, now.into_std());
-                }
-            }
-            Some(Err(e)) => {
-                self.meters.providers.tts_error(&e);
-                tracing::warn!(error = %e, "HTTP TTS fallback stream failed");
-                self.fallback = None;
-                self.speech_done();
-            }
-            None => {
-                self.fallback = None;
-                self.speech_done();
-            }
         }
     }
 
@@ -457,7 +382,6 @@ impl Call {
             return;
         }
         let _ = self.tts.cancel_turn();
-        self.fallback = None;
         if let Some(t) = self.agent.as_mut() {
             t.llm = None; // dropping the stream aborts the request
             t.tool_calls.clear();

@@ -4,7 +4,7 @@
 //!
 //! | waiting for | deadline | then |
 //! |---|---|---|
-//! | the TTS to end a turn (`isFinal`) | last audio + `tts_end_grace`; no audio at all: end of text + `tts_first_audio_wait` | the turn's audio is complete; with none, the HTTP fallback speaks it |
+//! | the TTS to end a turn (ElevenLabs: `isFinal`) | last audio + `tts_end_grace`; no audio at all: end of text + `tts_first_audio_wait` | the turn's audio is complete (the vendor's own recovery, such as ElevenLabs' HTTP fallback, comes first) |
 //! | a mark's echo from the carrier | when the audio before it must have played + `mark_grace` | the phrase counts as played |
 //! | the hang-up mark's echo | likewise | hang up |
 //! | STT's end of turn (`speech_final`, `UtteranceEnd`) | last new words + `stt_settle` | `Finalize` (or the turn ends on its finals) |
@@ -16,8 +16,6 @@
 //! the providers' closes (2 s, `Call::finish`) and the post-call summary (15 s, `media::ws`).
 
 use tokio::time::Instant;
-
-use crate::metrics::Provider;
 
 use super::Call;
 use super::speak::{Echo, Speech};
@@ -62,13 +60,14 @@ impl Call {
     pub(super) async fn on_waits_due(&mut self) -> bool {
         let now = Instant::now();
         if self.tts_end_due().is_some_and(|t| t <= now) {
-            let heard_any = self.agent.as_ref().is_some_and(|t| t.timeline.bytes() > 0);
-            self.stalled(Provider::ElevenLabs, "no end of turn from the TTS");
-            if heard_any {
-                self.speech_done();
+            let silent = self.agent.as_ref().is_some_and(|t| t.timeline.bytes() == 0);
+            let what = if silent {
+                "no audio for a complete turn"
             } else {
-                self.start_fallback().await;
-            }
+                "no end of turn from the TTS"
+            };
+            self.stalled(self.tts.provider(), what);
+            self.speech_done();
         }
         if self.marks_due().is_some_and(|t| t <= now) {
             let grace = self.tuning.mark_grace;
@@ -84,7 +83,7 @@ impl Call {
                 }
             }
             for _ in 0..missed {
-                self.stalled(Provider::Exotel, "a mark was never echoed");
+                self.stalled(self.out.provider(), "a mark was never echoed");
             }
         }
         if self
@@ -95,7 +94,7 @@ impl Call {
             self.on_stt_settle_due().await;
         }
         if self.hangup_due.is_some_and(|t| t <= now) {
-            self.stalled(Provider::Exotel, "the hang-up mark was never echoed");
+            self.stalled(self.out.provider(), "the hang-up mark was never echoed");
             return true;
         }
         false

@@ -101,6 +101,13 @@ impl SttEvents {
     pub async fn recv(&mut self) -> Option<SttEvent> {
         self.0.recv().await
     }
+
+    pub fn poll_recv(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<SttEvent>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 impl SttSession {

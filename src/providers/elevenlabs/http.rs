@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use serde_json::json;
 
-use super::{ElevenLabsConfig, OutputFormat, TtsError};
+use super::{ElevenLabsConfig, ElevenLabsError, OutputFormat};
 
 /// Re-cuts a byte stream into whole samples, carrying a split sample to the next chunk.
 #[derive(Debug)]
@@ -55,7 +55,7 @@ impl SampleAligner {
 }
 
 /// Audio chunks in the configured format, always whole samples.
-pub type AudioStream = Pin<Box<dyn Stream<Item = Result<Bytes, TtsError>> + Send>>;
+pub type AudioStream = Pin<Box<dyn Stream<Item = Result<Bytes, ElevenLabsError>> + Send>>;
 
 /// The HTTP side, sharing the service's one `reqwest::Client`.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ impl ElevenLabs {
         &self,
         text: &str,
         voice_id: &str,
-    ) -> Result<AudioStream, TtsError> {
+    ) -> Result<AudioStream, ElevenLabsError> {
         let c = &self.config;
         let url = c.endpoint(voice_id, "stream")?;
         let mut body = json!({
@@ -104,11 +104,11 @@ impl ElevenLabs {
             .send();
         let response = tokio::time::timeout(c.connect_timeout, request)
             .await
-            .map_err(|_| TtsError::Timeout("waiting for the HTTP response"))??;
+            .map_err(|_| ElevenLabsError::Timeout("waiting for the HTTP response"))??;
         let status = response.status();
         if !status.is_success() {
             let body = response.bytes().await.unwrap_or_default();
-            return Err(TtsError::from_answer(status.as_u16(), &body));
+            return Err(ElevenLabsError::from_answer(status.as_u16(), &body));
         }
         let state = BodyState {
             body: Box::pin(response.bytes_stream()),
@@ -127,7 +127,7 @@ struct BodyState {
     done: bool,
 }
 
-async fn next_aligned(mut st: BodyState) -> Option<(Result<Bytes, TtsError>, BodyState)> {
+async fn next_aligned(mut st: BodyState) -> Option<(Result<Bytes, ElevenLabsError>, BodyState)> {
     if st.done {
         return None;
     }
@@ -135,11 +135,11 @@ async fn next_aligned(mut st: BodyState) -> Option<(Result<Bytes, TtsError>, Bod
         match tokio::time::timeout(st.stall, st.body.next()).await {
             Err(_) => {
                 st.done = true;
-                return Some((Err(TtsError::Timeout("waiting for audio bytes")), st));
+                return Some((Err(ElevenLabsError::Timeout("waiting for audio bytes")), st));
             }
             Ok(Some(Err(e))) => {
                 st.done = true;
-                return Some((Err(TtsError::Http(e)), st));
+                return Some((Err(ElevenLabsError::Http(e)), st));
             }
             Ok(Some(Ok(chunk))) => {
                 let aligned = st.aligner.push(chunk);

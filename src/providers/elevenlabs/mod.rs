@@ -17,8 +17,71 @@ mod session;
 mod wire;
 
 pub use http::{AudioStream, ElevenLabs, SampleAligner};
-pub use session::{SEND_TIMEOUT, SessionError, TtsEvent, TtsSession};
-pub use wire::{AlignedChars, Alignment, ContextId};
+pub use session::{SEND_TIMEOUT, SessionError, TtsSession};
+pub use wire::{AlignedChars, Alignment};
+
+use async_trait::async_trait;
+
+use crate::metrics::ProviderMetrics;
+use crate::voice::tts::{self, AudioFormat, TtsOptions};
+use crate::voice::{ErrorKind, Provider};
+
+/// ElevenLabs as the call's TTS vendor (`TTS_PROVIDER=elevenlabs`): a multi-context socket per
+/// call, in the call's own PCM rate, the campaign's voice and language.
+#[derive(Debug, Clone)]
+pub struct ElevenLabsTts {
+    config: ElevenLabsConfig,
+    http: reqwest::Client,
+    metrics: ProviderMetrics,
+}
+
+impl ElevenLabsTts {
+    pub fn new(config: ElevenLabsConfig, http: reqwest::Client, metrics: ProviderMetrics) -> Self {
+        Self {
+            config,
+            http,
+            metrics,
+        }
+    }
+
+    /// The socket's settings for one call.
+    pub fn config_for(&self, options: &TtsOptions) -> ElevenLabsConfig {
+        let mut config = self.config.clone();
+        if let Some(voice) = &options.voice {
+            config.voice_id = voice.clone();
+        }
+        let primary = options.language.split(['-', '_']).next().unwrap_or("en");
+        config.language_code = Some(primary.to_ascii_lowercase());
+        // The call's own rate, so nothing is transcoded.
+        config.output_format = match options.format {
+            AudioFormat::Pcm16 { sample_rate: 16000 } => OutputFormat::Pcm16000,
+            AudioFormat::Pcm16 { .. } => OutputFormat::Pcm8000,
+        };
+        config
+    }
+}
+
+#[async_trait]
+impl tts::TtsVendor for ElevenLabsTts {
+    fn provider(&self) -> Provider {
+        Provider::ElevenLabs
+    }
+
+    async fn open(&self, options: &TtsOptions) -> Result<Box<dyn tts::TtsSession>, tts::TtsError> {
+        let config = self.config_for(options);
+        match TtsSession::connect(config, self.http.clone(), self.metrics.clone()).await {
+            Ok(session) => Ok(Box::new(session)),
+            Err(e) => {
+                self.metrics.error(Provider::ElevenLabs, e.kind());
+                Err(tts::TtsError::Failed {
+                    provider: Provider::ElevenLabs,
+                    kind: e.kind(),
+                    message: e.to_string(),
+                })
+            }
+        }
+    }
+}
 
 use std::time::Duration;
 
@@ -109,18 +172,21 @@ pub struct ElevenLabsConfig {
     pub inactivity_timeout_secs: u32,
     /// A live context that sent nothing for this long gets a keep-alive.
     pub keepalive_interval: Duration,
+    /// A turn whose text is complete and that has had no audio at all this long is taken as a
+    /// stuck socket: it is spoken over HTTP and the next turn opens a new socket.
+    pub end_audio_timeout: Duration,
 }
 
 impl ElevenLabsConfig {
-    pub fn from_settings(settings: &ElevenLabsSettings) -> Result<Self, TtsError> {
+    pub fn from_settings(settings: &ElevenLabsSettings) -> Result<Self, ElevenLabsError> {
         let api_key = settings
             .api_key
             .clone()
-            .ok_or(TtsError::NotConfigured("ELEVENLABS_API_KEY"))?;
+            .ok_or(ElevenLabsError::NotConfigured("ELEVENLABS_API_KEY"))?;
         let voice_id = settings
             .voice_id
             .clone()
-            .ok_or(TtsError::NotConfigured("ELEVENLABS_VOICE_ID"))?;
+            .ok_or(ElevenLabsError::NotConfigured("ELEVENLABS_VOICE_ID"))?;
         Ok(Self::new(&settings.base_url, api_key, voice_id))
     }
 
@@ -139,27 +205,30 @@ impl ElevenLabsConfig {
             request_timeout: Duration::from_secs(60),
             inactivity_timeout_secs: 60,
             keepalive_interval: Duration::from_secs(10),
+            end_audio_timeout: Duration::from_secs(2),
         }
     }
 
-    fn endpoint(&self, voice_id: &str, last: &str) -> Result<Url, TtsError> {
+    fn endpoint(&self, voice_id: &str, last: &str) -> Result<Url, ElevenLabsError> {
         let mut url = Url::parse(&self.base_url)
-            .map_err(|e| TtsError::Protocol(format!("bad ElevenLabs base URL: {e}")))?;
+            .map_err(|e| ElevenLabsError::Protocol(format!("bad ElevenLabs base URL: {e}")))?;
         url.path_segments_mut()
-            .map_err(|_| TtsError::Protocol("ElevenLabs base URL cannot have a path".into()))?
+            .map_err(|_| {
+                ElevenLabsError::Protocol("ElevenLabs base URL cannot have a path".into())
+            })?
             .pop_if_empty()
             .extend(["v1", "text-to-speech", voice_id, last]);
         Ok(url)
     }
 
-    fn ws_url(&self) -> Result<Url, TtsError> {
+    fn ws_url(&self) -> Result<Url, ElevenLabsError> {
         let mut url = self.endpoint(&self.voice_id, "multi-stream-input")?;
         let scheme = match url.scheme() {
             "https" | "wss" => "wss",
             _ => "ws",
         };
         url.set_scheme(scheme)
-            .map_err(|_| TtsError::Protocol("cannot derive the WebSocket URL".into()))?;
+            .map_err(|_| ElevenLabsError::Protocol("cannot derive the WebSocket URL".into()))?;
         {
             let mut q = url.query_pairs_mut();
             q.append_pair("model_id", &self.model_id)
@@ -178,7 +247,7 @@ impl ElevenLabsConfig {
 
 /// What went wrong, typed by what the caller should do about it.
 #[derive(Debug, Error)]
-pub enum TtsError {
+pub enum ElevenLabsError {
     #[error("ElevenLabs is not configured: {0} is missing")]
     NotConfigured(&'static str),
     #[error("ElevenLabs rejected the API key: {0}")]
@@ -205,13 +274,6 @@ pub enum TtsError {
     WebSocket(#[from] Box<tungstenite::Error>),
     #[error("unexpected answer from ElevenLabs: {0}")]
     Protocol(String),
-    #[error("the TTS session is closed")]
-    SessionClosed,
-    /// The session task is not keeping up with commands (its socket is stuck).
-    #[error("the TTS session is not keeping up")]
-    SessionBusy,
-    #[error("no turn is started")]
-    NoTurn,
 }
 
 /// What to do after an error.
@@ -225,15 +287,34 @@ pub enum RetryAdvice {
     GiveUp,
 }
 
-impl TtsError {
+impl ElevenLabsError {
+    /// What kind of failure this is, for the metrics.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ElevenLabsError::InvalidApiKey(_)
+            | ElevenLabsError::VoiceNotFound(_)
+            | ElevenLabsError::QuotaExceeded(_)
+            | ElevenLabsError::TooManyConcurrentRequests(_) => ErrorKind::Http4xx,
+            ElevenLabsError::SystemBusy(_) => ErrorKind::Http5xx,
+            ElevenLabsError::Api { status, .. } => ErrorKind::from_status(*status),
+            ElevenLabsError::Timeout(_) => ErrorKind::Timeout,
+            ElevenLabsError::Http(e) if e.is_timeout() => ErrorKind::Timeout,
+            ElevenLabsError::Http(e) => e
+                .status()
+                .map_or(ErrorKind::Connect, |s| ErrorKind::from_status(s.as_u16())),
+            ElevenLabsError::NotConfigured(_) | ElevenLabsError::WebSocket(_) => ErrorKind::Connect,
+            ElevenLabsError::Protocol(_) => ErrorKind::Protocol,
+        }
+    }
+
     pub fn retry_advice(&self) -> RetryAdvice {
         match self {
-            TtsError::TooManyConcurrentRequests(_)
-            | TtsError::Timeout(_)
-            | TtsError::Http(_)
-            | TtsError::WebSocket(_) => RetryAdvice::Retry,
-            TtsError::SystemBusy(_) => RetryAdvice::BackOff,
-            TtsError::Api { status, .. } if *status >= 500 || *status == 429 => {
+            ElevenLabsError::TooManyConcurrentRequests(_)
+            | ElevenLabsError::Timeout(_)
+            | ElevenLabsError::Http(_)
+            | ElevenLabsError::WebSocket(_) => RetryAdvice::Retry,
+            ElevenLabsError::SystemBusy(_) => RetryAdvice::BackOff,
+            ElevenLabsError::Api { status, .. } if *status >= 500 || *status == 429 => {
                 RetryAdvice::BackOff
             }
             _ => RetryAdvice::GiveUp,
@@ -241,7 +322,7 @@ impl TtsError {
     }
 
     /// Maps an error answer (`{"detail":{"status":…,"message":…}}`) to a variant.
-    fn from_answer(status: u16, body: &[u8]) -> TtsError {
+    fn from_answer(status: u16, body: &[u8]) -> ElevenLabsError {
         let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let detail = &parsed["detail"];
         let code = detail["status"].as_str().unwrap_or("").to_string();
@@ -250,12 +331,14 @@ impl TtsError {
             .map(str::to_string)
             .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect());
         match (code.as_str(), status) {
-            ("invalid_api_key", _) | ("", 401) => TtsError::InvalidApiKey(message),
-            ("voice_not_found", _) => TtsError::VoiceNotFound(message),
-            ("quota_exceeded", _) => TtsError::QuotaExceeded(message),
-            ("too_many_concurrent_requests", _) => TtsError::TooManyConcurrentRequests(message),
-            ("system_busy", _) => TtsError::SystemBusy(message),
-            _ => TtsError::Api {
+            ("invalid_api_key", _) | ("", 401) => ElevenLabsError::InvalidApiKey(message),
+            ("voice_not_found", _) => ElevenLabsError::VoiceNotFound(message),
+            ("quota_exceeded", _) => ElevenLabsError::QuotaExceeded(message),
+            ("too_many_concurrent_requests", _) => {
+                ElevenLabsError::TooManyConcurrentRequests(message)
+            }
+            ("system_busy", _) => ElevenLabsError::SystemBusy(message),
+            _ => ElevenLabsError::Api {
                 status,
                 code,
                 message,
@@ -271,20 +354,21 @@ mod tests {
     #[test]
     fn answers_map_to_typed_errors() {
         let body = br#"{"detail":{"status":"system_busy","message":"busy"}}"#;
-        let e = TtsError::from_answer(429, body);
-        assert!(matches!(e, TtsError::SystemBusy(_)));
+        let e = ElevenLabsError::from_answer(429, body);
+        assert!(matches!(e, ElevenLabsError::SystemBusy(_)));
         assert_eq!(e.retry_advice(), RetryAdvice::BackOff);
         let body = br#"{"detail":{"status":"too_many_concurrent_requests","message":"x"}}"#;
         assert_eq!(
-            TtsError::from_answer(429, body).retry_advice(),
+            ElevenLabsError::from_answer(429, body).retry_advice(),
             RetryAdvice::Retry
         );
         assert!(matches!(
-            TtsError::from_answer(401, b"nope"),
-            TtsError::InvalidApiKey(_)
+            ElevenLabsError::from_answer(401, b"nope"),
+            ElevenLabsError::InvalidApiKey(_)
         ));
         assert_eq!(
-            TtsError::from_answer(400, br#"{"detail":{"status":"quota_exceeded"}}"#).retry_advice(),
+            ElevenLabsError::from_answer(400, br#"{"detail":{"status":"quota_exceeded"}}"#)
+                .retry_advice(),
             RetryAdvice::GiveUp
         );
     }

@@ -12,22 +12,6 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// One agent turn's context id on the socket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ContextId(pub(super) String);
-
-impl ContextId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for ContextId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// Which characters an audio chunk speaks, with times relative to the chunk's start.
 ///
 /// ElevenLabs sends the characters as an array of one-character strings. They are read into
