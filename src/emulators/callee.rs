@@ -696,6 +696,10 @@ impl Clock {
         }
     }
 
+    fn sample_rate(self) -> u32 {
+        (self.bytes_per_sec / 2) as u32
+    }
+
     /// How long `bytes` take to play (rounded up, so a deadline is never early).
     fn duration(self, bytes: usize) -> Duration {
         Duration::from_nanos((bytes as u64 * 1_000_000_000).div_ceil(self.bytes_per_sec))
@@ -765,7 +769,7 @@ impl Ear {
             voiced_queued: 0,
             drained_at: None,
             mid_phrase: false,
-            decoder: SpeechDecoder::new(),
+            decoder: SpeechDecoder::for_rate(clock.sample_rate()),
             last_char: None,
             utterance_start: None,
             heard: Vec::new(),
@@ -1691,8 +1695,9 @@ impl Call {
         };
         let symbol_bytes = speech::symbol_samples(self.sample_rate) * 2;
         let sent = self.mouth.pos.saturating_sub(sp.voice.start);
-        // A character is heard once its 6-sample header is out.
-        let chars = sent / symbol_bytes + usize::from(sent % symbol_bytes >= 12);
+        // A character is heard once its header is out.
+        let header_bytes = speech::header_samples(self.sample_rate) * 2;
+        let chars = sent / symbol_bytes + usize::from(sent % symbol_bytes >= header_bytes);
         let line = &mut self.said[sp.said];
         line.text = line.text.chars().take(chars).collect();
         if sp.started_at.is_some() {

@@ -1,47 +1,90 @@
 //! "Speech" the emulators can understand: text encoded in 16-bit PCM so that the emulated
 //! callers and the emulated TTS produce audio from which the emulated STT recovers the words.
 //!
-//! Real audio crosses our pipeline untouched (Exotel PCM → Deepgram `linear16`, ElevenLabs
-//! `pcm_8000` → Exotel), so the encoding can be exact rather than acoustic. What matters is that
-//! it behaves like speech where our code can tell: it has realistic duration (one character per
-//! [`SYMBOL_MS`] ms, about 16 characters a second, like conversational speech), it carries energy
-//! while "speaking" and none in silence, it survives being cut into frames at any byte boundary
-//! (including odd ones), and a `clear` that drops audio mid-sentence drops exactly the characters
-//! that were not played. Any Unicode scalar value (Hindi included) round-trips.
+//! What matters is that it behaves like speech where our code can tell: it has realistic
+//! duration (one character per [`SYMBOL_MS`] ms, about 16 characters a second, like
+//! conversational speech), it carries energy while "speaking" and none in silence, it survives
+//! being cut into frames at any byte boundary (including odd ones), and a `clear` that drops audio
+//! mid-sentence drops exactly the characters that were not played. Any Unicode scalar value
+//! (Hindi included) round-trips.
 //!
-//! Layout of one symbol (one character), `SYMBOL_MS` long:
-//! `[SYNC_A, SYNC_B, SYNC_C, high 16 bits, low 16 bits, check, tone…]` where the tone is a
-//! 400 Hz sine of amplitude [`TONE_AMPLITUDE`] filling the rest. The tone never reaches the sync
-//! values, so the decoder finds symbols by scanning for the sync triple.
+//! It also survives what a real audio path does to audio: resampling (the OpenAI-compatible TTS
+//! speaks at 24 kHz, the call runs at 8 kHz), low-pass filtering and μ-law companding. So a
+//! symbol carries its character in slow, band-limited features read with a tolerance, not in
+//! exact sample values. Layout of one symbol, `SYMBOL_MS` long, in "holds" of [`HOLD_MS`] ms
+//! (a constant level):
+//! `[+SYNC, -SYNC, +SYNC, 11 data holds of 3 bits each, tone…]`: 21 bits of the character and
+//! a 12-bit check; the tone is a 400 Hz sine of amplitude [`TONE_AMPLITUDE`] filling the rest.
+//! Nothing but a sync hold reaches [`SYNC_THRESHOLD`], so the decoder finds symbols by scanning
+//! for it, then reads each hold at its middle, where a filter's ringing has died down.
 //!
 //! This is emulator-only code: the product never imports it.
 
 /// Duration of one character.
 pub const SYMBOL_MS: u32 = 60;
-const SYNC_A: i16 = 31_322;
-const SYNC_B: i16 = -31_322;
-const SYNC_C: i16 = 23_162;
-const CHECK_KEY: u16 = 0x5A3C;
-/// Peak of the tone that fills a symbol; well below the sync values.
+/// Duration of one constant level of a symbol's header.
+pub const HOLD_MS: u32 = 2;
+/// Peak of the tone that fills a symbol; well below the sync level.
 pub const TONE_AMPLITUDE: f32 = 6_000.0;
-const HEADER: usize = 6;
+const SYNC: i16 = 28_000;
+/// A sample beyond this (either sign) belongs to a sync hold.
+const SYNC_THRESHOLD: i16 = 21_000;
+/// Data levels are `(2v - 7) * LEVEL_STEP / 2` for v in 0..8: ±2,000 … ±14,000.
+const LEVEL_STEP: i32 = 4_000;
+/// A data hold read further than this from its level is not speech.
+const LEVEL_TOLERANCE: i32 = 1_500;
+const DATA_HOLDS: usize = 11;
+const SYNC_HOLDS: usize = 3;
+const HEADER_HOLDS: usize = SYNC_HOLDS + DATA_HOLDS;
+const CHECK_BITS: u32 = 12;
 
 /// Samples in one symbol at `sample_rate`.
 pub fn symbol_samples(sample_rate: u32) -> usize {
     (sample_rate * SYMBOL_MS / 1000) as usize
 }
 
+/// Samples in one hold at `sample_rate`.
+fn hold_samples(sample_rate: u32) -> usize {
+    (sample_rate * HOLD_MS / 1000) as usize
+}
+
+/// Samples of a symbol's header: a character is heard once these have played.
+pub fn header_samples(sample_rate: u32) -> usize {
+    HEADER_HOLDS * hold_samples(sample_rate)
+}
+
+/// The 12-bit check of a character code.
+fn check_of(code: u32) -> u32 {
+    (code.wrapping_mul(0x9E37_79B1) >> 20) & ((1 << CHECK_BITS) - 1)
+}
+
+fn level_of(value: u32) -> i16 {
+    ((2 * value as i32 - 7) * LEVEL_STEP / 2) as i16
+}
+
+/// The 3-bit value a data hold read as `x` carries, if it is near a level.
+fn value_of(x: i32) -> Option<u32> {
+    let v = ((x as f32 * 2.0 / LEVEL_STEP as f32 + 7.0) / 2.0).round() as i32;
+    ((0..8).contains(&v) && (x - level_of(v as u32) as i32).abs() <= LEVEL_TOLERANCE)
+        .then_some(v as u32)
+}
+
 /// Encodes `text` as speech samples (no leading or trailing silence).
 pub fn synthesize(text: &str, sample_rate: u32) -> Vec<i16> {
     let n = symbol_samples(sample_rate);
+    let hold = hold_samples(sample_rate);
     let mut out = Vec::with_capacity(text.chars().count() * n);
     for ch in text.chars() {
         let code = ch as u32;
-        let hi = (code >> 16) as u16;
-        let lo = (code & 0xFFFF) as u16;
-        let check = hi ^ lo ^ CHECK_KEY;
-        out.extend_from_slice(&[SYNC_A, SYNC_B, SYNC_C, hi as i16, lo as i16, check as i16]);
-        for i in HEADER..n {
+        let bits = ((code as u64) << CHECK_BITS) | check_of(code) as u64;
+        for level in [SYNC, -SYNC, SYNC] {
+            out.extend(std::iter::repeat_n(level, hold));
+        }
+        for k in (0..DATA_HOLDS).rev() {
+            let value = ((bits >> (3 * k)) & 0b111) as u32;
+            out.extend(std::iter::repeat_n(level_of(value), hold));
+        }
+        for i in HEADER_HOLDS * hold..n {
             let t = i as f32 / sample_rate as f32;
             out.push((TONE_AMPLITUDE * (2.0 * std::f32::consts::PI * 400.0 * t).sin()) as i16);
         }
@@ -81,7 +124,7 @@ pub struct Decoded {
 }
 
 /// Streaming decoder: push audio as it arrives, in chunks of any size, and get characters back.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SpeechDecoder {
     /// Samples not yet scanned past (at most a header's worth is carried between pushes).
     pending: Vec<i16>,
@@ -89,11 +132,29 @@ pub struct SpeechDecoder {
     pending_start: u64,
     /// A trailing odd byte from `push_bytes`.
     odd_byte: Option<u8>,
+    hold: usize,
+}
+
+impl Default for SpeechDecoder {
+    fn default() -> Self {
+        Self::for_rate(8000)
+    }
 }
 
 impl SpeechDecoder {
+    /// A decoder for 8 kHz audio.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A decoder for audio at `sample_rate`.
+    pub fn for_rate(sample_rate: u32) -> Self {
+        Self {
+            pending: Vec::new(),
+            pending_start: 0,
+            odd_byte: None,
+            hold: hold_samples(sample_rate).max(1),
+        }
     }
 
     /// Total samples pushed so far (the audio clock).
@@ -128,32 +189,53 @@ impl SpeechDecoder {
     /// Pushes samples and returns the characters whose headers are now complete.
     pub fn push(&mut self, samples: &[i16]) -> Vec<Decoded> {
         self.pending.extend_from_slice(samples);
+        let hold = self.hold;
+        let header = HEADER_HOLDS * hold;
         let mut found = Vec::new();
         let mut i = 0;
-        while i + HEADER <= self.pending.len() {
-            let p = &self.pending[i..i + HEADER];
-            if p[0] == SYNC_A && p[1] == SYNC_B && p[2] == SYNC_C {
-                let hi = p[3] as u16;
-                let lo = p[4] as u16;
-                if hi ^ lo ^ CHECK_KEY == p[5] as u16
-                    && let Some(ch) = char::from_u32(((hi as u32) << 16) | lo as u32)
-                {
+        while i + header <= self.pending.len() {
+            // The rising edge of a first sync hold: the symbol starts here.
+            let p = &self.pending;
+            if p[i] < SYNC_THRESHOLD || (i > 0 && p[i - 1] >= SYNC_THRESHOLD) {
+                i += 1;
+                continue;
+            }
+            match decode_header(&p[i..i + header], hold) {
+                Some(ch) => {
                     found.push(Decoded {
                         ch,
                         at_sample: self.pending_start + i as u64,
                     });
-                    i += HEADER;
-                    continue;
+                    i += header;
                 }
+                None => i += 1,
             }
-            i += 1;
         }
-        // Keep only what could still be the start of a header.
-        let keep_from = i.min(self.pending.len());
+        // Keep only what could still be the start of a header (and the sample before it).
+        let keep_from = i.saturating_sub(1).min(self.pending.len());
         self.pending.drain(..keep_from);
         self.pending_start += keep_from as u64;
         found
     }
+}
+
+/// Reads one header (starting at its first sync hold's rising edge) at each hold's middle.
+fn decode_header(p: &[i16], hold: usize) -> Option<char> {
+    let at = |k: usize| p[k * hold + hold / 2] as i32;
+    let sync = SYNC_THRESHOLD as i32;
+    if at(0) < sync || at(1) > -sync || at(2) < sync {
+        return None;
+    }
+    let mut bits: u64 = 0;
+    for k in 0..DATA_HOLDS {
+        bits = (bits << 3) | value_of(at(SYNC_HOLDS + k))? as u64;
+    }
+    let code = (bits >> CHECK_BITS) as u32;
+    let check = (bits & ((1 << CHECK_BITS) - 1)) as u32;
+    if check != check_of(code) {
+        return None;
+    }
+    char::from_u32(code)
 }
 
 /// Decodes a whole buffer at once.
@@ -174,7 +256,12 @@ mod tests {
         for text in ["Yes, I am interested.", "हाँ जी, बोलिए।", "ok 123 ✓"]
         {
             assert_eq!(transcribe(&synthesize(text, 8000)), text);
-            assert_eq!(transcribe(&synthesize(text, 16000)), text);
+            let wide: String = SpeechDecoder::for_rate(16000)
+                .push(&synthesize(text, 16000))
+                .iter()
+                .map(|d| d.ch)
+                .collect();
+            assert_eq!(wide, text);
         }
     }
 
@@ -218,9 +305,38 @@ mod tests {
     #[test]
     fn cutting_the_audio_drops_exactly_the_unplayed_characters() {
         let audio = synthesize("abcdef", 8000);
-        // Played up to the middle of the fourth symbol.
-        let played = &audio[..3 * 480 + 200];
+        // Played up to the middle of the fourth symbol, past its header.
+        let played = &audio[..3 * 480 + 300];
         assert_eq!(transcribe(played), "abcd");
-        assert_eq!(transcribe(&audio[..3 * 480 + 3]), "abc");
+        assert_eq!(
+            transcribe(&audio[..3 * 480 + header_samples(8000) - 1]),
+            "abc"
+        );
+        assert_eq!(transcribe(&audio[..3 * 480 + header_samples(8000)]), "abcd");
+    }
+
+    #[test]
+    fn every_rate_round_trips_with_its_own_decoder() {
+        let text = "Namaste, कैसे हैं आप?";
+        for rate in [8000, 16000, 24000] {
+            let got: String = SpeechDecoder::for_rate(rate)
+                .push(&synthesize(text, rate))
+                .iter()
+                .map(|d| d.ch)
+                .collect();
+            assert_eq!(got, text, "{rate} Hz");
+        }
+    }
+
+    #[test]
+    fn small_errors_on_every_sample_are_tolerated() {
+        // Noise of ±1,000 on every sample (a filter's ripple, μ-law's steps) changes nothing.
+        let text = "Yes, I am interested.";
+        let mut samples = synthesize(text, 8000);
+        for (i, s) in samples.iter_mut().enumerate() {
+            let noise = ((i as i32 * 7919) % 2001) - 1000;
+            *s = (*s as i32 + noise).clamp(-32768, 32767) as i16;
+        }
+        assert_eq!(transcribe(&samples), text);
     }
 }

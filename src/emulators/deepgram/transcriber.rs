@@ -92,9 +92,10 @@ pub struct Transcriber {
 impl Transcriber {
     pub fn new(settings: Settings) -> Self {
         let symbol = symbol_samples(settings.sample_rate) as u64;
+        let decoder = SpeechDecoder::for_rate(settings.sample_rate);
         Self {
             settings,
-            decoder: SpeechDecoder::new(),
+            decoder,
             symbol,
             cursor: 0,
             window_start: 0,
