@@ -96,6 +96,47 @@ pub struct ElevenLabsSettings {
     pub base_url: String,
 }
 
+/// Which vendor does each job of a live call (`STT_PROVIDER`, `TTS_PROVIDER`, `CARRIER`), and
+/// the settings of the vendors without a section of their own.
+#[derive(Debug, Clone)]
+pub struct VendorSettings {
+    pub stt: SttProvider,
+    pub tts: TtsProvider,
+    pub carrier: CarrierKind,
+    pub openai_speech: OpenAiSpeechSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SttProvider {
+    Deepgram,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TtsProvider {
+    ElevenLabs,
+    /// An OpenAI-compatible `/v1/audio/speech` endpoint: OpenAI, or a self-hosted Kokoro,
+    /// Piper, LocalAI and the like.
+    OpenAi,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CarrierKind {
+    Exotel,
+}
+
+/// An OpenAI-compatible speech endpoint (`TTS_PROVIDER=openai`).
+#[derive(Debug, Clone)]
+pub struct OpenAiSpeechSettings {
+    /// `OPENAI_TTS_API_KEY`, else `OPENAI_API_KEY`; a self-hosted server may need none.
+    pub api_key: Option<Secret>,
+    /// `…/v1`: `OPENAI_TTS_BASE_URL`, else `OPENAI_BASE_URL`.
+    pub base_url: String,
+    pub model: String,
+    pub voice: String,
+    /// The rate of the server's raw `pcm` (OpenAI: 24,000; Piper: 22,050).
+    pub sample_rate: u32,
+}
+
 /// How the dialer paces and places calls.
 #[derive(Debug, Clone)]
 pub struct DialerSettings {
@@ -172,6 +213,7 @@ pub struct Settings {
     pub deepgram: DeepgramSettings,
     pub openai: OpenAiSettings,
     pub elevenlabs: ElevenLabsSettings,
+    pub vendors: VendorSettings,
     pub costs: CostSettings,
     pub webhooks: WebhookSettings,
     /// The HTTP listener's connection cap and timeouts.
@@ -218,6 +260,14 @@ pub const VARIABLES: &[&str] = &[
     "ELEVENLABS_API_KEY",
     "ELEVENLABS_VOICE_ID",
     "ELEVENLABS_BASE_URL",
+    "STT_PROVIDER",
+    "TTS_PROVIDER",
+    "CARRIER",
+    "OPENAI_TTS_API_KEY",
+    "OPENAI_TTS_BASE_URL",
+    "OPENAI_TTS_MODEL",
+    "OPENAI_TTS_VOICE",
+    "OPENAI_TTS_SAMPLE_RATE",
     "COST_CURRENCY",
     "COST_CARRIER_PER_MIN",
     "COST_STT_PER_MIN",
@@ -428,6 +478,7 @@ impl Settings {
                 voice_id: get("ELEVENLABS_VOICE_ID"),
                 base_url: url_or("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io")?,
             },
+            vendors: parse_vendors(&get)?,
             costs,
             webhooks,
             http,
@@ -458,6 +509,60 @@ where
             .parse()
             .map_err(|e: T::Err| invalid(var, format!("`{v}`: {e}"))),
     }
+}
+
+fn parse_vendors(get: &impl Fn(&str) -> Option<String>) -> Result<VendorSettings, ConfigError> {
+    let stt = match get("STT_PROVIDER").as_deref() {
+        None | Some("deepgram") => SttProvider::Deepgram,
+        Some(other) => {
+            return Err(invalid(
+                "STT_PROVIDER",
+                format!("`{other}`: expected `deepgram`"),
+            ));
+        }
+    };
+    let tts = match get("TTS_PROVIDER").as_deref() {
+        None | Some("elevenlabs") => TtsProvider::ElevenLabs,
+        Some("openai") => TtsProvider::OpenAi,
+        Some(other) => {
+            return Err(invalid(
+                "TTS_PROVIDER",
+                format!("`{other}`: expected `elevenlabs` or `openai`"),
+            ));
+        }
+    };
+    let carrier = match get("CARRIER").as_deref() {
+        None | Some("exotel") => CarrierKind::Exotel,
+        Some(other) => return Err(invalid("CARRIER", format!("`{other}`: expected `exotel`"))),
+    };
+    let base_url = match get("OPENAI_TTS_BASE_URL") {
+        Some(u) => parse_http_url("OPENAI_TTS_BASE_URL", &u)?,
+        None => match get("OPENAI_BASE_URL") {
+            Some(u) => parse_http_url("OPENAI_BASE_URL", &u)?,
+            None => "https://api.openai.com/v1".into(),
+        },
+    };
+    let sample_rate: u32 = parse_or(get, "OPENAI_TTS_SAMPLE_RATE", 24_000)?;
+    if !(8_000..=48_000).contains(&sample_rate) {
+        return Err(invalid(
+            "OPENAI_TTS_SAMPLE_RATE",
+            "must be between 8000 and 48000 (the rate of the server's raw pcm)",
+        ));
+    }
+    Ok(VendorSettings {
+        stt,
+        tts,
+        carrier,
+        openai_speech: OpenAiSpeechSettings {
+            api_key: get("OPENAI_TTS_API_KEY")
+                .or_else(|| get("OPENAI_API_KEY"))
+                .map(Secret::new),
+            base_url,
+            model: get("OPENAI_TTS_MODEL").unwrap_or_else(|| "gpt-4o-mini-tts".into()),
+            voice: get("OPENAI_TTS_VOICE").unwrap_or_else(|| "alloy".into()),
+            sample_rate,
+        },
+    })
 }
 
 fn parse_costs(get: &impl Fn(&str) -> Option<String>) -> Result<CostSettings, ConfigError> {

@@ -10,6 +10,7 @@ pub mod deepgram;
 pub mod elevenlabs;
 pub mod exotel;
 pub mod openai;
+pub mod openai_speech;
 pub mod speech;
 
 use std::net::SocketAddr;

@@ -7,9 +7,11 @@ pub mod deepgram;
 pub mod elevenlabs;
 pub mod exotel;
 pub mod openai;
+pub mod openai_speech;
 
 use std::sync::Arc;
 
+use crate::config::TtsProvider;
 use crate::voice::stt::SttVendor;
 use crate::voice::tts::TtsVendor;
 
@@ -35,15 +37,27 @@ impl Providers {
             deepgram::DeepgramClient::new(&settings.deepgram),
             counted.clone(),
         );
-        let tts = elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs)
-            .map(|config| {
-                let vendor = elevenlabs::ElevenLabsTts::new(config, http.clone(), counted.clone());
-                Arc::new(vendor) as Arc<dyn TtsVendor>
-            })
-            .map_err(|e| match e {
-                elevenlabs::ElevenLabsError::NotConfigured(var) => var,
-                _ => "ELEVENLABS_API_KEY",
-            });
+        let tts = match settings.vendors.tts {
+            TtsProvider::ElevenLabs => {
+                elevenlabs::ElevenLabsConfig::from_settings(&settings.elevenlabs)
+                    .map(|config| {
+                        let vendor =
+                            elevenlabs::ElevenLabsTts::new(config, http.clone(), counted.clone());
+                        Arc::new(vendor) as Arc<dyn TtsVendor>
+                    })
+                    .map_err(|e| match e {
+                        elevenlabs::ElevenLabsError::NotConfigured(var) => var,
+                        _ => "ELEVENLABS_API_KEY",
+                    })
+            }
+            TtsProvider::OpenAi => {
+                let config =
+                    openai_speech::SpeechConfig::from_settings(&settings.vendors.openai_speech);
+                let vendor =
+                    openai_speech::OpenAiSpeech::new(config, http.clone(), counted.clone());
+                Ok(Arc::new(vendor) as Arc<dyn TtsVendor>)
+            }
+        };
         Self {
             stt: Arc::new(stt),
             llm: openai::OpenAiClient::from_settings(http, &settings.openai).with_metrics(counted),

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use voice_agent::config::Secret;
+use voice_agent::config::TtsProvider;
 use voice_agent::dialer::Dialer;
 use voice_agent::emulators::callee::{
     CallReport, CalleeConfig, EndedBy, Language, MarkEcho, Persona,
 };
 use voice_agent::emulators::elevenlabs::{FinalAfter, Lifecycle};
 use voice_agent::emulators::exotel::{self, ExotelConfig, ExotelHandle};
-use voice_agent::emulators::{Running, deepgram, elevenlabs, openai};
+use voice_agent::emulators::{Running, deepgram, elevenlabs, openai, openai_speech};
 use voice_agent::metrics::{ErrorKind, Provider};
 
 use crate::dialer::{exotel_settings, ist, leads};
@@ -33,6 +34,8 @@ struct Modes {
     tts: Lifecycle,
     marks: MarkEcho,
     stt: deepgram::TurnEnd,
+    /// Speak through the OpenAI-compatible endpoint (24 kHz, resampled) instead of ElevenLabs.
+    openai_speech: bool,
 }
 
 /// Every answering persona, and a Hindi speaker; the persona's expected lead status and outcome
@@ -165,6 +168,9 @@ async fn rig(backend: Backend, modes: Modes) -> Option<Rig> {
     })
     .await
     .unwrap();
+    let (speech_run, _) = openai_speech::spawn(openai_speech::Config::default())
+        .await
+        .unwrap();
     let exotel_config = ExotelConfig {
         ring_delay: Duration::from_millis(100),
         personas: LEADS.iter().map(|l| (l.0.to_string(), l.2)).collect(),
@@ -191,6 +197,10 @@ async fn rig(backend: Backend, modes: Modes) -> Option<Rig> {
         s.elevenlabs.base_url = el_run.http_url();
         s.elevenlabs.api_key = Some(Secret::new(elevenlabs::Config::default().api_key));
         s.elevenlabs.voice_id = Some("voice-1".into());
+        if modes.openai_speech {
+            s.vendors.tts = TtsProvider::OpenAi;
+            s.vendors.openai_speech.base_url = format!("{}/v1", speech_run.http_url());
+        }
     })
     .await?;
     app.state.clock.set(ist(25, 12, 0));
@@ -198,7 +208,7 @@ async fn rig(backend: Backend, modes: Modes) -> Option<Rig> {
         app,
         exotel,
         llm,
-        _emulators: vec![dg_run, oa_run, el_run, exo_run],
+        _emulators: vec![dg_run, oa_run, el_run, exo_run, speech_run],
     })
 }
 
@@ -294,7 +304,11 @@ async fn whole_campaign(backend: Backend, modes: Modes, hangup_within: Duration)
 /// missing signal is counted against its provider.
 fn check_stalls(app: &TestApp, modes: &Modes) {
     let stalls = |p| app.state.metrics.providers.errors_of(p, ErrorKind::Stalled);
-    let tts = stalls(Provider::ElevenLabs);
+    let tts = stalls(if modes.openai_speech {
+        Provider::OpenAiSpeech
+    } else {
+        Provider::ElevenLabs
+    });
     let carrier = stalls(Provider::Exotel);
     let stt = stalls(Provider::Deepgram);
     let tts_silent = modes.tts.is_final == FinalAfter::Never && !modes.tts.mark_last_audio;
@@ -408,6 +422,26 @@ async fn documented_readings_on_postgres() {
     whole_campaign(Backend::Postgres, Modes::default(), SOON).await;
 }
 
+/// The other TTS vendor: each phrase one request to an OpenAI-compatible endpoint at 24 kHz,
+/// resampled to the call's 8 kHz.
+#[tokio::test]
+async fn the_openai_compatible_speech_endpoint_on_sqlite() {
+    let modes = Modes {
+        openai_speech: true,
+        ..Modes::default()
+    };
+    whole_campaign(Backend::Sqlite, modes, SOON).await;
+}
+
+#[tokio::test]
+async fn the_openai_compatible_speech_endpoint_on_postgres() {
+    let modes = Modes {
+        openai_speech: true,
+        ..Modes::default()
+    };
+    whole_campaign(Backend::Postgres, modes, SOON).await;
+}
+
 #[tokio::test]
 async fn is_final_also_after_each_flush() {
     let tts = Lifecycle {
@@ -475,6 +509,7 @@ async fn no_signal_at_all_is_awaited_for_ever() {
         },
         marks: MarkEcho::Never,
         stt: deepgram::TurnEnd::NEITHER,
+        openai_speech: false,
     };
     whole_campaign(Backend::Sqlite, modes, BOUNDED).await;
 }
