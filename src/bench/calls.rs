@@ -20,7 +20,7 @@ use super::load::{self, Active, LoadReport, LoadSpec};
 use super::procstat::{self, Sample};
 use super::report::{Figures, Pct};
 use crate::emulators::callee::Persona;
-use crate::emulators::{Running, deepgram, elevenlabs, openai};
+use crate::emulators::{Running, deepgram, elevenlabs, openai, openai_speech};
 
 /// The emulators' fixed delays during a bench.
 #[derive(Debug, Clone, Copy)]
@@ -41,10 +41,12 @@ pub struct BenchEmulators {
     deepgram: Running,
     openai: Running,
     elevenlabs: Running,
+    /// With `--tts openai`: the OpenAI-compatible speech endpoint the service speaks through.
+    speech: Option<Running>,
 }
 
 impl BenchEmulators {
-    pub async fn start(d: Delays) -> std::io::Result<Self> {
+    pub async fn start(d: Delays, openai_speech: bool) -> std::io::Result<Self> {
         let any = ([127, 0, 0, 1], 0).into();
         let dg = deepgram::Config {
             result_latency: d.stt_result,
@@ -60,10 +62,21 @@ impl BenchEmulators {
             ttfb: d.tts_first_byte,
             ..elevenlabs::Config::default()
         };
+        let speech = match openai_speech {
+            true => {
+                let config = openai_speech::Config {
+                    ttfb: d.tts_first_byte,
+                    ..openai_speech::Config::default()
+                };
+                Some(openai_speech::spawn_on(config, any).await?.0)
+            }
+            false => None,
+        };
         Ok(Self {
             deepgram: deepgram::spawn_on(dg, any).await?.0,
             openai: openai::spawn_on(oa, any).await?.0,
             elevenlabs: elevenlabs::spawn_on(el, any).await?.0,
+            speech,
         })
     }
 
@@ -82,6 +95,12 @@ impl BenchEmulators {
             ("ELEVENLABS_VOICE_ID", "emulated-voice".into()),
         ]
         .into_iter()
+        .chain(self.speech.iter().flat_map(|s| {
+            [
+                ("TTS_PROVIDER", "openai".to_string()),
+                ("OPENAI_TTS_BASE_URL", format!("{}/v1", s.http_url())),
+            ]
+        }))
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }

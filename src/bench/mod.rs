@@ -65,6 +65,10 @@ pub struct CallsArgs {
     /// Emulated TTS: time to first byte (ms).
     #[arg(long, default_value_t = 150)]
     pub tts_delay_ms: u64,
+    /// Which TTS vendor the service speaks through (`elevenlabs`, or `openai`: an
+    /// OpenAI-compatible speech endpoint at 24 kHz, resampled).
+    #[arg(long, default_value = "elevenlabs", value_parser = ["elevenlabs", "openai"])]
+    pub tts: String,
     /// Skip the idle-call memory phase.
     #[arg(long)]
     pub no_idle: bool,
@@ -92,10 +96,11 @@ async fn live_calls(args: &CallsArgs) -> Result<(), Box<dyn std::error::Error>> 
         llm_first_token: Duration::from_millis(args.llm_delay_ms),
         tts_first_byte: Duration::from_millis(args.tts_delay_ms),
     };
-    let emulators = BenchEmulators::start(delays).await?;
+    let emulators = BenchEmulators::start(delays, args.tts == "openai").await?;
     println!(
-        "voice-agent bench: service in its own process (SQLite, in-memory sessions); emulated \
-         STT result {} ms after endpointing, LLM first token {} ms, TTS first byte {} ms",
+        "voice-agent bench: service in its own process (SQLite, in-memory sessions, TTS {}); \
+         emulated STT result {} ms after endpointing, LLM first token {} ms, TTS first byte {} ms",
+        args.tts,
         delays.stt_result.as_millis(),
         delays.llm_first_token.as_millis(),
         delays.tts_first_byte.as_millis()
