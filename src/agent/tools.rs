@@ -3,8 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::providers::openai::{ToolCall, ToolSpec};
 use crate::store::QualificationField;
+use crate::voice::llm::{ToolCall, ToolSpec};
 
 pub const INTENTS: [&str; 5] = [
     "interested",

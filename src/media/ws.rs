@@ -28,10 +28,10 @@ use crate::campaigns::default_spec;
 use crate::error::{ApiError, ApiPath, ErrorBody, error_response};
 use crate::metrics::GaugeGuard;
 use crate::phone::E164;
-use crate::providers::openai::{ChatRequest, Message, ResponseFormat};
 use crate::startup::AppState;
 use crate::store::{CallStatus, CarrierUpdate};
 use crate::telephony::carrier::{CarrierEvent, CarrierProtocol, Exotel, StreamStart};
+use crate::voice::llm::{ChatRequest, Message, ResponseFormat};
 use crate::voice::stt::SttOptions;
 use crate::voice::tts::{AudioFormat, TtsOptions};
 

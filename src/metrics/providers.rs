@@ -8,7 +8,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use crate::providers::exotel::ExotelError;
-use crate::providers::openai::LlmError;
 
 pub use crate::voice::kinds::{ErrorKind, Provider, ReconnectKind};
 
@@ -101,24 +100,6 @@ impl ProviderMetrics {
         self.reconnects.get_or_create(&labels).inc();
     }
 
-    /// Counts an OpenAI failure; a cancellation (barge-in, hang-up) is not one.
-    pub fn llm_error(&self, e: &LlmError) {
-        let kind = match e {
-            LlmError::RateLimited { .. }
-            | LlmError::InsufficientQuota { .. }
-            | LlmError::Auth { .. } => ErrorKind::Http4xx,
-            LlmError::BadRequest { status, .. } | LlmError::Server { status, .. } => {
-                ErrorKind::from_status(*status)
-            }
-            LlmError::Timeout { .. } => ErrorKind::Timeout,
-            LlmError::MidStream { .. } => ErrorKind::Stream,
-            LlmError::Connection { .. } => ErrorKind::Connect,
-            LlmError::Protocol { .. } => ErrorKind::Protocol,
-            LlmError::Cancelled => return,
-        };
-        self.error(Provider::OpenAi, kind);
-    }
-
     pub fn exotel_error(&self, e: &ExotelError) {
         let kind = match e {
             ExotelError::Config { status, .. } | ExotelError::Server { status, .. } => {
@@ -161,15 +142,8 @@ mod tests {
     #[test]
     fn errors_are_labelled_by_status_class_and_kind() {
         let m = ProviderMetrics::default();
-        m.llm_error(&LlmError::RateLimited {
-            retry_after: None,
-            message: "slow down".into(),
-        });
-        m.llm_error(&LlmError::Server {
-            status: 503,
-            message: "down".into(),
-        });
-        m.llm_error(&LlmError::Cancelled);
+        m.error(Provider::OpenAi, ErrorKind::Http4xx);
+        m.error(Provider::OpenAi, ErrorKind::from_status(503));
         m.exotel_error(&ExotelError::Timeout(Duration::from_secs(10)));
         m.error(Provider::Deepgram, ErrorKind::from_status(401));
         assert_eq!(m.errors_of(Provider::OpenAi, ErrorKind::Http4xx), 1);

@@ -12,6 +12,7 @@ pub mod openai_speech;
 use std::sync::Arc;
 
 use crate::config::TtsProvider;
+use crate::voice::llm::ChatModel;
 use crate::voice::stt::SttVendor;
 use crate::voice::tts::TtsVendor;
 
@@ -19,7 +20,7 @@ use crate::voice::tts::TtsVendor;
 #[derive(Clone)]
 pub struct Providers {
     pub stt: Arc<dyn SttVendor>,
-    pub llm: openai::OpenAiClient,
+    pub llm: Arc<dyn ChatModel>,
     /// The TTS vendor, or the variable that is missing to configure it (calls are then refused
     /// with a log line naming it).
     pub tts: Result<Arc<dyn TtsVendor>, &'static str>,
@@ -60,7 +61,9 @@ impl Providers {
         };
         Self {
             stt: Arc::new(stt),
-            llm: openai::OpenAiClient::from_settings(http, &settings.openai).with_metrics(counted),
+            llm: Arc::new(
+                openai::OpenAiClient::from_settings(http, &settings.openai).with_metrics(counted),
+            ),
             tts,
         }
     }

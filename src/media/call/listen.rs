@@ -16,8 +16,8 @@ use tokio::time::Instant;
 
 use crate::agent::turns;
 use crate::metrics::{ErrorKind, ReconnectKind};
-use crate::providers::openai::Message;
 use crate::store::TranscriptTurn;
+use crate::voice::llm::Message;
 use crate::voice::stt::SttEvent;
 
 use super::{Call, CallTuning, Ending};

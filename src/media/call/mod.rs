@@ -21,6 +21,7 @@ mod reply;
 mod speak;
 mod waits;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -30,9 +31,9 @@ use tokio::time::Instant;
 use crate::agent::lines::{Language, Lines};
 use crate::agent::prompt;
 use crate::metrics::{CallMeters, Provider};
-use crate::providers::openai::{Message, OpenAiClient};
 use crate::store::{CallUsage, Campaign, Lead};
 use crate::telephony::carrier::CarrierEvent;
+use crate::voice::llm::{ChatModel, Message};
 use crate::voice::stt::{self, SttSession};
 use crate::voice::tts::{self, TtsSession};
 
@@ -121,7 +122,7 @@ pub struct Call {
     /// The campaign's language tag (backchannel words) and its family's fixed lines.
     language: String,
     lines: &'static Lines,
-    llm: OpenAiClient,
+    llm: Arc<dyn ChatModel>,
     stt: Box<dyn SttSession>,
     tts: Box<dyn TtsSession>,
     /// The carrier socket's write half: agent audio, marks and `clear` go out from here.
@@ -158,7 +159,7 @@ pub struct Call {
 pub async fn run(
     setup: CallSetup,
     tuning: CallTuning,
-    llm: OpenAiClient,
+    llm: Arc<dyn ChatModel>,
     stt: Box<dyn SttSession>,
     tts: Box<dyn TtsSession>,
     (mut carrier, out): (CarrierRx, CarrierTx),

@@ -9,8 +9,7 @@
 use tokio::time::Instant;
 
 use crate::agent::tools::{self, Action};
-use crate::metrics::Provider;
-use crate::providers::openai::{ChatRequest, ChatStream, LlmError, LlmEvent, Message, ToolCall};
+use crate::voice::llm::{ChatRequest, ChatStream, LlmError, LlmEvent, Message, ToolCall};
 
 use super::Call;
 use super::Ending;
@@ -37,11 +36,7 @@ impl Call {
             response_format: None,
         };
         let deadline = Instant::now() + self.tuning.first_token_deadline;
-        self.llm.stream_chat(
-            &request,
-            deadline,
-            &tokio_util::sync::CancellationToken::new(),
-        )
+        self.llm.stream_reply(&request, deadline)
     }
 
     pub(super) async fn on_llm(&mut self, ev: Option<Result<LlmEvent, LlmError>>) {
@@ -74,7 +69,7 @@ impl Call {
             {
                 // The reply had started: keep and speak what was said.
                 if matches!(e, LlmError::Timeout { .. }) {
-                    self.stalled(Provider::OpenAi, "the reply stream stalled");
+                    self.stalled(self.llm.provider(), "the reply stream stalled");
                 } else {
                     tracing::warn!(error = %e, "the reply stream failed: keeping what was said");
                 }

@@ -12,9 +12,9 @@ use tokio::time::Instant;
 
 use crate::agent::phrases::PhraseSplitter;
 use crate::metrics::observe_ms;
-use crate::providers::openai::{ChatStream, Message, ToolCall};
 use crate::store::TranscriptTurn;
 use crate::telephony::carrier::CarrierCommand;
+use crate::voice::llm::{ChatStream, Message, ToolCall};
 use crate::voice::tts::{TtsEvent, TurnId};
 
 use super::heard::{Timeline, cut_at_word};

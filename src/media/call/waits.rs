@@ -12,7 +12,7 @@
 //!
 //! Bounded elsewhere: the model's first token and its stream (the OpenAI client's deadline and
 //! stall timeout; a reply that stalls after it began is kept, see `reply`), carrier sends (2 s,
-//! `media::link`), TTS socket sends ([`SEND_TIMEOUT`](crate::providers::elevenlabs::SEND_TIMEOUT)),
+//! `media::link`), the vendors' own socket sends (2 s),
 //! the providers' closes (2 s, `Call::finish`) and the post-call summary (15 s, `media::ws`).
 
 use tokio::time::Instant;

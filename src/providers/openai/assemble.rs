@@ -1,9 +1,9 @@
 //! Reply assembly: [`ReplyAssembler`] folds streamed chunks in (text, tool-call fragments per
 //! index or per id, finish reason, usage) and hands out whole [`ToolCall`]s.
 
-use super::events::{FinishReason, TokenUsage};
-use super::request::ToolCall;
 use super::wire::{WireChunk, WireToolCallDelta};
+use crate::voice::llm::ToolCall;
+use crate::voice::llm::{FinishReason, TokenUsage};
 
 struct PartialCall {
     index: u32,

@@ -8,17 +8,15 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::Stream;
-use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{OpenAiSettings, Secret};
 
-use super::error::LlmError;
-use super::events::{LlmEvent, TokenUsage};
-use super::request::ChatRequest;
 use super::wire::WireCompletion;
+use crate::voice::Provider;
+use crate::voice::llm::{self, ChatModel, ChatRequest, JsonCompletion, LlmError, LlmEvent};
 
 /// Retry and timeout policy; the defaults follow the protocol doc.
 #[derive(Debug, Clone)]
@@ -208,13 +206,6 @@ async fn read_completion(
     })
 }
 
-/// The parsed content of a `complete_json` reply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JsonCompletion {
-    pub value: Value,
-    pub usage: Option<TokenUsage>,
-}
-
 /// The events of one streamed reply; ends after `Done` or one error. Dropping it aborts the
 /// request.
 #[derive(Debug)]
@@ -247,9 +238,35 @@ impl Drop for ChatStream {
 impl Inner {
     /// Counts the error of a failed step (the attempts of `send_with_retries` count themselves).
     pub(super) fn observed<T>(&self, result: Result<T, LlmError>) -> Result<T, LlmError> {
-        if let (Err(e), Some(m)) = (&result, &self.metrics) {
-            m.llm_error(e);
+        if let Err(e) = &result {
+            self.count(e);
         }
         result
+    }
+
+    /// Counts one failure (a cancellation is none).
+    pub(super) fn count(&self, e: &LlmError) {
+        if let (Some(kind), Some(m)) = (e.kind(), &self.metrics) {
+            m.error(Provider::OpenAi, kind);
+        }
+    }
+}
+
+/// The client as the call's chat model (any OpenAI-compatible server).
+impl ChatModel for OpenAiClient {
+    fn provider(&self) -> Provider {
+        Provider::OpenAi
+    }
+
+    fn stream_reply(&self, request: &ChatRequest, first_token: Instant) -> llm::ChatStream {
+        Box::pin(self.stream_chat(request, first_token, &CancellationToken::new()))
+    }
+
+    fn complete_json<'a>(
+        &'a self,
+        request: &'a ChatRequest,
+        deadline: Instant,
+    ) -> futures::future::BoxFuture<'a, Result<JsonCompletion, LlmError>> {
+        Box::pin(OpenAiClient::complete_json(self, request, deadline))
     }
 }

@@ -19,14 +19,14 @@
 
 mod assemble;
 mod client;
-mod error;
-mod events;
 mod request;
 mod retry;
 mod stream;
 mod wire;
 
-pub use client::{ChatStream, ClientOptions, JsonCompletion, OpenAiClient};
-pub use error::LlmError;
-pub use events::{FinishReason, LlmEvent, TokenUsage};
-pub use request::{ChatRequest, Message, ResponseFormat, ToolCall, ToolSpec};
+pub use client::{ChatStream, ClientOptions, OpenAiClient};
+// The port's types, which this client speaks on the wire as they are.
+pub use crate::voice::llm::{
+    ChatRequest, FinishReason, JsonCompletion, LlmError, LlmEvent, Message, ResponseFormat,
+    TokenUsage, ToolCall, ToolSpec,
+};

@@ -9,8 +9,8 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use tokio::time::{Instant, timeout_at};
 
 use super::client::Inner;
-use super::error::LlmError;
 use super::wire::WireErrorBody;
+use crate::voice::llm::LlmError;
 
 /// A failed attempt and whether another may help.
 struct Failure {
@@ -41,9 +41,7 @@ impl Inner {
                 Ok(Ok(response)) => return Ok((response, attempt)),
                 Ok(Err(failure)) => failure,
             };
-            if let Some(m) = &self.metrics {
-                m.llm_error(&failure.error);
-            }
+            self.count(&failure.error);
             if !failure.retryable || attempt > self.options.max_retries {
                 return Err(failure.error);
             }

@@ -12,9 +12,9 @@ use tokio::time::{Instant, timeout_at};
 
 use super::assemble::ReplyAssembler;
 use super::client::Inner;
-use super::error::LlmError;
-use super::events::{FinishReason, LlmEvent};
 use super::wire::{WireChunk, WireErrorBody};
+use crate::voice::llm::LlmError;
+use crate::voice::llm::{FinishReason, LlmEvent};
 
 impl Inner {
     /// Reads one streamed reply into `tx`.

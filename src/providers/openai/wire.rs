@@ -3,7 +3,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::events::TokenUsage;
+use crate::voice::llm::TokenUsage;
 
 #[derive(Deserialize, Default)]
 pub(super) struct WireErrorBody {

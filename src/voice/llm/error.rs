@@ -56,7 +56,26 @@ impl LlmError {
         )
     }
 
-    pub(super) fn protocol(message: impl Into<String>) -> Self {
+    /// What kind of failure this is, for the metrics; `None` for a cancellation (barge-in,
+    /// hang-up), which is not one.
+    pub fn kind(&self) -> Option<crate::voice::ErrorKind> {
+        use crate::voice::ErrorKind;
+        Some(match self {
+            Self::RateLimited { .. } | Self::InsufficientQuota { .. } | Self::Auth { .. } => {
+                ErrorKind::Http4xx
+            }
+            Self::BadRequest { status, .. } | Self::Server { status, .. } => {
+                ErrorKind::from_status(*status)
+            }
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::MidStream { .. } => ErrorKind::Stream,
+            Self::Connection { .. } => ErrorKind::Connect,
+            Self::Protocol { .. } => ErrorKind::Protocol,
+            Self::Cancelled => return None,
+        })
+    }
+
+    pub fn protocol(message: impl Into<String>) -> Self {
         Self::Protocol {
             message: message.into(),
         }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::request::ToolCall;
+use super::messages::ToolCall;
 
 /// call of the reply at once, then usage (if the server reported it), then `Done`.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +39,8 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
-    pub(super) fn parse(s: &str) -> Self {
+    /// The API's `finish_reason` string.
+    pub fn parse(s: &str) -> Self {
         match s {
             "stop" => Self::Stop,
             "length" => Self::Length,
