@@ -8,11 +8,11 @@
 //! [`CarrierRx`] stays a local of the call loop (its `recv` is one `select!` branch);
 //! [`CarrierTx`] is a field of the call, since barge-in and hang-up send from handlers.
 
+use std::pin::Pin;
 use std::time::Duration;
 
-use axum::extract::ws::{Message as WsMessage, WebSocket};
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use axum::extract::ws::Message as WsMessage;
+use futures::{Sink, SinkExt, Stream, StreamExt};
 
 use crate::telephony::carrier::{CarrierCommand, CarrierEvent, CarrierProtocol};
 
@@ -21,15 +21,20 @@ use crate::telephony::carrier::{CarrierCommand, CarrierEvent, CarrierProtocol};
 /// and the call loop must not stall behind it (its timers, STT and hang-up keep running).
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The socket's read half: the `/media` WebSocket's, or a test's channel.
+pub type FrameStream = Pin<Box<dyn Stream<Item = Result<WsMessage, axum::Error>> + Send>>;
+/// The socket's write half.
+pub type FrameSink = Pin<Box<dyn Sink<WsMessage, Error = axum::Error> + Send>>;
+
 /// The read half: carrier events, parsed as they arrive.
 pub struct CarrierRx {
-    stream: SplitStream<WebSocket>,
+    stream: FrameStream,
     protocol: &'static dyn CarrierProtocol,
 }
 
 /// The write half: commands encoded for the stream and written at once.
 pub struct CarrierTx {
-    sink: SplitSink<WebSocket, WsMessage>,
+    sink: FrameSink,
     protocol: &'static dyn CarrierProtocol,
     stream_sid: String,
     /// A send failed or timed out: the carrier is gone and later sends fail at once.
@@ -41,10 +46,11 @@ pub struct CarrierTx {
 #[error("carrier socket is gone")]
 pub struct LinkClosed;
 
-/// Splits a started carrier socket into the call's two halves.
+/// Splits a started carrier socket into the call's two halves (boxed once, at set-up: a send or
+/// a read allocates nothing).
 pub fn link(
-    sink: SplitSink<WebSocket, WsMessage>,
-    stream: SplitStream<WebSocket>,
+    sink: FrameSink,
+    stream: FrameStream,
     protocol: &'static dyn CarrierProtocol,
     stream_sid: String,
 ) -> (CarrierRx, CarrierTx) {

@@ -95,6 +95,13 @@ impl Writer {
         (Writer { tx }, handle)
     }
 
+    /// A writer whose writes come out of the returned receiver instead of reaching a store:
+    /// for tests of the call pipeline over in-memory doubles.
+    pub fn detached() -> (Writer, mpsc::UnboundedReceiver<Write>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Writer { tx }, rx)
+    }
+
     pub fn send(&self, write: Write) {
         if self.tx.send(write).is_err() {
             tracing::error!("call writer is gone; write dropped");

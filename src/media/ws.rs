@@ -302,7 +302,12 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         .await;
 
     // The call task owns the carrier socket: no reader or writer task between them.
-    let carrier = super::link::link(sink, stream, protocol, start.stream_sid.clone());
+    let carrier = super::link::link(
+        Box::pin(sink),
+        Box::pin(stream),
+        protocol,
+        start.stream_sid.clone(),
+    );
 
     let (writer, writes) = Writer::spawn(
         state.store.clone(),
