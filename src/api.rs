@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -11,6 +11,7 @@ use futures::FutureExt;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::{Credentials, auth_credentials, constant_time_eq};
 use crate::error::error_response;
 use crate::startup::AppState;
 
@@ -120,34 +121,6 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// What an `Authorization: <scheme> <credentials>` header holds for one scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Credentials<'a> {
-    /// No `Authorization` header (or one that is not text).
-    Missing,
-    /// The header names another scheme.
-    OtherScheme,
-    Given(&'a str),
-}
-
-/// The credentials of the `Authorization` header for `scheme`. Schemes are case-insensitive
-/// (RFC 9110 §11.1: `bearer` is `Bearer`).
-pub fn auth_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Credentials<'a> {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Credentials::Missing;
-    };
-    let value = value.trim();
-    let (given, credentials) = value.split_once(' ').unwrap_or((value, ""));
-    if given.eq_ignore_ascii_case(scheme) {
-        Credentials::Given(credentials.trim())
-    } else {
-        Credentials::OtherScheme
-    }
-}
-
 /// When `API_KEY` is set, requires `Authorization: Bearer <API_KEY>`.
 pub async fn require_api_key(
     State(state): State<AppState>,
@@ -205,14 +178,6 @@ pub async fn deadline(
             )
         }
     }
-}
-
-/// Compares secrets without an early exit, so response time does not reveal a matching prefix.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub async fn not_found() -> Response {

@@ -643,7 +643,7 @@ fn parse_time(
     default: &str,
 ) -> Result<NaiveTime, ConfigError> {
     let v = get(var).unwrap_or_else(|| default.to_string());
-    crate::campaigns::parse_hhmm(&v).ok_or_else(|| invalid(var, format!("`{v}`: expected HH:MM")))
+    crate::clock::parse_hhmm(&v).ok_or_else(|| invalid(var, format!("`{v}`: expected HH:MM")))
 }
 
 fn parse_http_url(var: &'static str, value: &str) -> Result<String, ConfigError> {

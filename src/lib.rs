@@ -13,11 +13,12 @@
 //! - [`reports`]: analytics, the dashboard, CSV export and transcripts (read-only);
 //! - [`ui`]: the operator dashboard at `/ui` (static files compiled in);
 //! - [`openapi`]: the OpenAPI document (`/openapi.json`) and its page (`/docs`);
-//! - [`startup`], [`api`], [`error`], [`config`], [`telemetry`], [`metrics`]: the service
+//! - [`startup`], [`api`], [`auth`], [`error`], [`config`], [`telemetry`], [`metrics`]: the service
 //!   around them.
 
 pub mod agent;
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod campaigns;
 pub mod cli;

@@ -6,9 +6,10 @@
 pub mod api;
 pub mod import;
 
-use chrono::{NaiveDate, NaiveTime};
+use chrono::NaiveDate;
 use serde::Deserialize;
 
+use crate::clock::{WEEKDAYS, parse_hhmm};
 use crate::config::Settings;
 use crate::config::limits::fields;
 use crate::error::ApiError;
@@ -19,18 +20,6 @@ use crate::urls::UrlPolicy;
 /// The text fields' limits as const generics (`config::limits::fields`).
 type Name = BoundedText<{ fields::CAMPAIGN_NAME }>;
 type Short = BoundedText<{ fields::SHORT }>;
-
-pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
-
-/// Parses `HH:MM` (24-hour).
-pub fn parse_hhmm(s: &str) -> Option<NaiveTime> {
-    let s = s.trim();
-    let (h, m) = s.split_once(':')?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 {
-        return None;
-    }
-    NaiveTime::from_hms_opt(h.parse().ok()?, m.parse().ok()?, 0)
-}
 
 /// Body of `POST /campaigns` and `PATCH /campaigns/{id}`: every field optional (POST requires
 /// `name`); an unknown field is an error, so a typo is never silently ignored.
@@ -410,15 +399,6 @@ mod tests {
         let mut s = default_spec(&Settings::for_database("sqlite::memory:"));
         s.name = "Solar".into();
         s
-    }
-
-    #[test]
-    fn hhmm_parses_only_valid_times() {
-        assert_eq!(parse_hhmm("9:30"), NaiveTime::from_hms_opt(9, 30, 0));
-        assert_eq!(parse_hhmm("19:00"), NaiveTime::from_hms_opt(19, 0, 0));
-        for bad in ["24:00", "10:60", "10", "10:5", "ab:cd", ""] {
-            assert_eq!(parse_hhmm(bad), None, "{bad}");
-        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use crate::campaigns::{WEEKDAYS, parse_hhmm};
+use crate::clock::{WEEKDAYS, parse_hhmm};
 use crate::store::CallingWindow;
 
 /// The legal bounds no configuration can widen.

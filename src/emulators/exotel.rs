@@ -22,17 +22,9 @@ use axum::routing::{get, post};
 use base64::Engine;
 use serde_json::{Value, json};
 
+pub use super::callee::CalleeOutcome;
 use super::callee::{self, CallReport, CalleeConfig, Language, Persona, StartInfo, Violations};
 use super::{Running, serve};
-
-/// What the simulated callee does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CalleeOutcome {
-    Answered,
-    NoAnswer,
-    Busy,
-    Failed,
-}
 
 #[derive(Debug, Clone)]
 pub struct ExotelConfig {

@@ -23,7 +23,7 @@ use tracing::Instrument;
 
 use super::call::{self, CallSetup, CallTuning};
 use super::writer::Writer;
-use crate::api::constant_time_eq;
+use crate::auth::constant_time_eq;
 use crate::campaigns::default_spec;
 use crate::error::{ApiError, ApiPath, ErrorBody, error_response};
 use crate::metrics::GaugeGuard;
@@ -129,7 +129,7 @@ fn authorized(state: &AppState, query: &HashMap<String, String>, headers: &Heade
     {
         return true;
     }
-    let crate::api::Credentials::Given(basic) = crate::api::auth_credentials(headers, "Basic")
+    let crate::auth::Credentials::Given(basic) = crate::auth::auth_credentials(headers, "Basic")
     else {
         return false;
     };

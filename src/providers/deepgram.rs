@@ -9,6 +9,7 @@ mod events;
 mod port;
 mod replay;
 mod session;
+mod tuning;
 mod worker;
 
 use std::time::Duration;
@@ -21,7 +22,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite};
 
 pub use events::{Metadata, SttEvent, Transcript, Word, parse_event};
 pub use port::{DeepgramSession, DeepgramStt};
-pub use session::{SessionTuning, SttEvents, SttSession};
+pub use session::{SttEvents, SttSession};
+pub use tuning::SessionTuning;
 
 use crate::config::{DeepgramSettings, Secret};
 

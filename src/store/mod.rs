@@ -3,15 +3,28 @@
 //! instances). Each backend has its own embedded migrations (`migrations/sqlite`,
 //! `migrations/postgres`), applied by [`connect`].
 //!
-//! The SQL both backends share lives once, in `sql.rs`; what differs (pool set-up, bulk insert,
-//! the dialer's claim) lives in each backend's module. One contract test suite
-//! (`tests/api/`) runs unchanged against both.
+//! The SQL both backends share lives once, beside the trait of its aggregate (`campaigns.rs`,
+//! `leads.rs`, `dnc.rs`, `dialer.rs`, `calls.rs`, `turns.rs`; `sql.rs` ties them together); what
+//! differs (pool set-up, the bulk import, how the claim locks) lives in each backend's module.
+//! One contract test suite (`tests/api/`) runs unchanged against both.
 //!
 //! This module must not know about HTTP or the call pipeline.
 
-// `sql` defines the macros the backends expand, so it comes first.
+// `sql` and the aggregates define the macros the backends expand, so they come first.
 #[macro_use]
 mod sql;
+#[macro_use]
+mod calls;
+#[macro_use]
+mod campaigns;
+#[macro_use]
+mod dialer;
+#[macro_use]
+mod dnc;
+#[macro_use]
+mod leads;
+#[macro_use]
+mod turns;
 #[macro_use]
 pub mod tallies;
 #[macro_use]
@@ -25,10 +38,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use thiserror::Error;
 
+pub use calls::CallStore;
+pub use campaigns::CampaignStore;
+pub use dialer::DialerStore;
+pub use dnc::DncStore;
+pub use leads::LeadStore;
 pub use models::*;
 pub use ops::*;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+pub use turns::TurnStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -99,163 +118,31 @@ pub struct LeadQuery {
 }
 
 /// Everything the service persists. Implementations are cheap to clone handles over a pool.
-/// Reports and the webhook outbox are in the [`OpsStore`] supertrait.
+///
+/// The methods live in one supertrait per aggregate ([`CampaignStore`], [`LeadStore`],
+/// [`DncStore`], [`DialerStore`], [`CallStore`], [`TurnStore`]; reports and the webhook outbox in
+/// [`OpsStore`]); this trait holds what each backend writes itself.
 #[async_trait]
-pub trait Store: OpsStore + Send + Sync + 'static {
+pub trait Store:
+    CampaignStore
+    + LeadStore
+    + DncStore
+    + DialerStore
+    + CallStore
+    + TurnStore
+    + OpsStore
+    + Send
+    + Sync
+    + 'static
+{
     fn backend(&self) -> Backend;
 
     /// A round trip to the database, for `/health`.
     async fn ping(&self) -> StoreResult<()>;
 
-    async fn create_campaign(
-        &self,
-        spec: &CampaignSpec,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Campaign>;
-    async fn get_campaign(&self, id: i64) -> StoreResult<Campaign>;
-    async fn list_campaigns(&self) -> StoreResult<Vec<Campaign>>;
-    /// Replaces the configurable fields; status is untouched.
-    async fn update_campaign(
-        &self,
-        id: i64,
-        spec: &CampaignSpec,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Campaign>;
-    /// Deletes a campaign with its leads and calls; refused (`Conflict`) while it is running.
-    async fn delete_campaign(&self, id: i64) -> StoreResult<()>;
-    /// Moves a campaign to `to` only if its status is one of `from` — one conditional UPDATE, so
-    /// two concurrent requests cannot both win. `Conflict` names the current status otherwise.
-    async fn transition_campaign(
-        &self,
-        id: i64,
-        from: &[CampaignStatus],
-        to: CampaignStatus,
-        reason: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Campaign>;
-
     /// Starts an all-or-nothing lead import: nothing is visible until `commit`; dropping the
     /// importer rolls everything back.
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>>;
-    async fn list_leads(&self, campaign_id: i64, query: &LeadQuery) -> StoreResult<LeadPage>;
-    async fn get_lead(&self, id: i64) -> StoreResult<Lead>;
-    /// Number of leads per status.
-    async fn lead_counts(&self, campaign_id: i64) -> StoreResult<Vec<(LeadStatus, i64)>>;
-
-    async fn add_dnc(
-        &self,
-        phone: &str,
-        reason: Option<&str>,
-        source: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<DncEntry>;
-    /// `NotFound` when the number was not on the list.
-    async fn remove_dnc(&self, phone: &str) -> StoreResult<()>;
-    async fn list_dnc(&self, limit: i64, offset: i64) -> StoreResult<Vec<DncEntry>>;
-    async fn is_dnc(&self, phone: &str) -> StoreResult<bool>;
-
-    // --- dialer ---
-    async fn running_campaigns(&self) -> StoreResult<Vec<Campaign>>;
-    /// Calls holding a concurrency slot, in one campaign or in all.
-    async fn count_active_calls(&self, campaign_id: Option<i64>) -> StoreResult<i64>;
-    /// Claims due leads of one campaign for dialling, within the global and campaign caps
-    /// counted from the database (so across every instance), in one transaction that
-    /// serialises claims. Each claimed lead becomes `in_progress` with a `queued` call row.
-    /// Leads outside their window are moved to their next opening; opted-out ones are closed.
-    async fn claim_leads(&self, req: &ClaimRequest, window: &WindowFn)
-    -> StoreResult<ClaimOutcome>;
-    /// The carrier accepted the call.
-    async fn mark_dialing(
-        &self,
-        call_id: i64,
-        carrier_sid: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// The carrier never got the call (configuration error, rate limit): cancel the call row and
-    /// put the lead back without consuming the attempt.
-    async fn release_claim(
-        &self,
-        call_id: i64,
-        reason: &str,
-        retry_at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    async fn get_call(&self, id: i64) -> StoreResult<Call>;
-    async fn find_call_by_sid(&self, sid: &str) -> StoreResult<Option<Call>>;
-    async fn calls_of_lead(&self, lead_id: i64) -> StoreResult<Vec<Call>>;
-    /// Records a webhook delivery; `false` if this (sid, event) was seen before.
-    async fn record_call_event(
-        &self,
-        carrier_sid: &str,
-        event_type: &str,
-        payload: &serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> StoreResult<bool>;
-    async fn update_call_carrier(
-        &self,
-        call_id: i64,
-        update: &CarrierUpdate,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Call>;
-    /// Attaches the carrier's id to a call that has none yet.
-    async fn set_call_sid(&self, call_id: i64, carrier_sid: &str) -> StoreResult<()>;
-    async fn update_lead(
-        &self,
-        lead_id: i64,
-        update: &LeadUpdate,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// The conversation's outcome (from the live call's `record_outcome` tool); never touched
-    /// by carrier updates.
-    async fn record_call_outcome(
-        &self,
-        call_id: i64,
-        intent: &str,
-        qualification: &serde_json::Map<String, serde_json::Value>,
-        summary: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// The time the lead asked to be called back (`schedule_callback`).
-    async fn set_lead_callback(
-        &self,
-        lead_id: i64,
-        at: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Writes (or rewrites, e.g. when an agent turn is cut by a barge-in) one transcript turn.
-    async fn add_turn(&self, turn: &TranscriptTurn, now: DateTime<Utc>) -> StoreResult<()>;
-    async fn turns_of_call(&self, call_id: i64) -> StoreResult<Vec<TranscriptTurn>>;
-    /// The most recently touched lead with this number (inbound calls).
-    async fn find_lead_by_phone(&self, phone: &str) -> StoreResult<Option<Lead>>;
-    /// The lead for an inbound caller with no lead yet: created in `campaign_id`, or the one
-    /// already there if another stream created it first. One statement on a pooled connection
-    /// (the bulk import's own connection is closed after each use, which would cost the pool a
-    /// fresh connection and re-prepared statements per inbound call).
-    async fn add_inbound_lead(
-        &self,
-        campaign_id: i64,
-        phone: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Lead>;
-    async fn create_inbound_call(
-        &self,
-        phone: &str,
-        campaign_id: i64,
-        lead_id: i64,
-        carrier_sid: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Call>;
-    /// The carrier's media stream began: the call is answered and in progress.
-    async fn stream_started(
-        &self,
-        call_id: i64,
-        stream_sid: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<()>;
-    /// Marks running campaigns whose leads are all final as completed; returns their ids.
-    async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
-    /// Calls still holding a slot whose row has not changed since `updated_before`.
-    async fn stale_active_calls(&self, updated_before: DateTime<Utc>) -> StoreResult<Vec<Call>>;
 }
 
 /// One import in flight (a database transaction).

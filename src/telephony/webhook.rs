@@ -14,7 +14,7 @@ use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::api::constant_time_eq;
+use crate::auth::constant_time_eq;
 use crate::config::limits::fields;
 use crate::dialer::reconciler::terminal_status;
 use crate::dialer::settle::settle_call;

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use voice_agent::config::{Secret, Settings};
 use voice_agent::dialer::Dialer;
 use voice_agent::emulators::Running;
-use voice_agent::emulators::exotel::{CalleeOutcome, ExotelConfig, ExotelHandle};
+use voice_agent::emulators::callee::CalleeOutcome;
+use voice_agent::emulators::exotel::{ExotelConfig, ExotelHandle};
 
 use crate::helpers::{Backend, TestApp, eventually, spawn_app_with};
 

@@ -22,9 +22,9 @@ use super::ear::Ear;
 use super::endpoint::parse_endpoint;
 use super::mouth::{Mouth, Speaking};
 use super::person::Person;
+use super::persona::CalleeOutcome;
 use super::report::{CallReport, EndedBy, MediaStats, SaidLine, Violations};
 use super::rng::{Rng, fnv1a};
-use crate::emulators::exotel::CalleeOutcome;
 
 /// Bot audio must come in multiples of this (20 ms at 8 kHz).
 pub(super) const ALIGNMENT: usize = 320;

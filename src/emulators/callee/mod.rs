@@ -37,6 +37,6 @@ mod rng;
 
 pub use call::run_call;
 pub use config::{CalleeConfig, CalleeError, MarkEcho, StartInfo};
-pub use persona::{Language, Persona, UnknownLanguage, UnknownPersona};
+pub use persona::{CalleeOutcome, Language, Persona, UnknownLanguage, UnknownPersona};
 pub use report::{CallReport, EndedBy, LineKind, MediaStats, SaidLine, Violations};
 pub use rng::seed_for;

@@ -7,8 +7,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::emulators::exotel::CalleeOutcome;
-
 /// Who answers the phone. Parsed from a CSV `persona` column (`interested`, `not_interested`, …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Persona {
@@ -132,6 +130,16 @@ impl FromStr for Persona {
             .find(|p| p.as_str() == norm)
             .ok_or_else(|| UnknownPersona(s.to_string()))
     }
+}
+
+/// What the simulated callee does when Exotel calls: every [`Persona`] answers but `no_answer`
+/// and `busy` ([`Persona::outcome`]); a test can also have a number fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalleeOutcome {
+    Answered,
+    NoAnswer,
+    Busy,
+    Failed,
 }
 
 /// The language the person speaks.

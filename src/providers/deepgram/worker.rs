@@ -6,9 +6,10 @@
 //! locked.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep, timeout};
@@ -16,8 +17,21 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::events::{Metadata, SttEvent, parse_event};
 use super::replay::ReplayBuffer;
-use super::session::{Command, Counters, SessionTuning};
+use super::tuning::SessionTuning;
 use super::{Dialer, ListenOptions, Ws};
+
+/// What the session's handle asks of the worker, in order.
+pub(super) enum Command {
+    Audio(Bytes),
+    Finalize,
+    Close(oneshot::Sender<Option<Metadata>>),
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub reconnects: AtomicU32,
+    pub dropped_frames: AtomicU64,
+}
 
 /// Why one connection stopped serving.
 enum Outcome {

@@ -1,0 +1,41 @@
+//! Credentials in requests: the `Authorization` header read for one scheme, and secrets compared
+//! in constant time. A leaf: it knows no route, state or setting, so the API middleware, the
+//! carrier's webhooks and the `/media` stream all check their secrets the same way.
+
+use axum::http::header;
+
+/// What an `Authorization: <scheme> <credentials>` header holds for one scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials<'a> {
+    /// No `Authorization` header (or one that is not text).
+    Missing,
+    /// The header names another scheme.
+    OtherScheme,
+    Given(&'a str),
+}
+
+/// The credentials of the `Authorization` header for `scheme`. Schemes are case-insensitive
+/// (RFC 9110 §11.1: `bearer` is `Bearer`).
+pub fn auth_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) -> Credentials<'a> {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Credentials::Missing;
+    };
+    let value = value.trim();
+    let (given, credentials) = value.split_once(' ').unwrap_or((value, ""));
+    if given.eq_ignore_ascii_case(scheme) {
+        Credentials::Given(credentials.trim())
+    } else {
+        Credentials::OtherScheme
+    }
+}
+
+/// Compares secrets without an early exit, so response time does not reveal a matching prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
