@@ -40,6 +40,8 @@ pub struct AppState {
     pub providers: Arc<crate::providers::Providers>,
     /// This instance's Prometheus registry (`GET /metrics`); never a process-global one.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The carrier account's request slots, shared by every instance (`dialer::rate`).
+    pub dial_rate: Arc<crate::dialer::rate::DialRate>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<crate::metrics::Metrics> {
@@ -54,6 +56,8 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
     #[error("sessions: {0}")]
     Sessions(#[from] crate::sessions::SessionError),
+    #[error("dial rate: {0}")]
+    Bucket(#[from] crate::store::bucket::BucketError),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("server: {0}")]
@@ -73,6 +77,22 @@ impl AppState {
         let outside_http =
             crate::urls::outside_client(crate::urls::UrlPolicy::new(settings.allow_private_urls))?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let redis_bucket: Option<Arc<dyn crate::store::bucket::RateBucket>> =
+            match settings.redis_url.as_deref() {
+                Some(url) => Some(Arc::new(
+                    crate::store::bucket::RedisBucket::connect(url, "va").await?,
+                )),
+                None => None,
+            };
+        let dial_rate = Arc::new(crate::dialer::rate::DialRate::new(
+            store.clone(),
+            redis_bucket,
+            crate::dialer::rate::DialRate::account_key(
+                &settings.exotel.base_url,
+                settings.exotel.account_sid.as_deref(),
+            ),
+            settings.dialer.rate_per_sec,
+        ));
         let providers =
             crate::providers::Providers::from_settings(&settings, http.clone(), &metrics);
         Ok(Self {
@@ -86,6 +106,7 @@ impl AppState {
             clock: crate::clock::Clock::default(),
             providers: Arc::new(providers),
             metrics,
+            dial_rate,
         })
     }
 }

@@ -48,8 +48,17 @@ pub struct ExotelConfig {
     pub outcomes: HashMap<String, CalleeOutcome>,
     /// Requests per minute per account before 429 (Exotel: 200); `None` = unlimited.
     pub rate_limit_per_min: Option<u32>,
+    /// Connect requests in any one second before 429 (`Retry-After: 1`); `None` = unlimited.
+    /// A sliding window over the arrival times: the strictest reading of "N per second".
+    pub rate_limit_per_sec: Option<u32>,
     /// Send status callbacks (turn off to emulate lost webhooks).
     pub send_callbacks: bool,
+    /// Send the `answered` callback but lose every `terminal` one (the call stays active at the
+    /// bot until it asks the call-details API).
+    pub drop_terminal_callbacks: bool,
+    /// The clock of the times the emulator writes (callbacks, call details): the service's
+    /// when they run together with a shifted clock (the demo), so a call has one timeline.
+    pub clock: crate::clock::Clock,
     /// The bot's `/media` WebSocket URL, as configured in the flow's Voicebot applet (flow mode).
     /// A request's `StreamUrl` (direct-stream mode) takes precedence. With neither, answered
     /// calls just last `talk_time`.
@@ -77,7 +86,10 @@ impl Default for ExotelConfig {
             default_outcome: CalleeOutcome::Answered,
             outcomes: HashMap::new(),
             rate_limit_per_min: None,
+            rate_limit_per_sec: None,
             send_callbacks: true,
+            drop_terminal_callbacks: false,
+            clock: crate::clock::Clock::default(),
             media_url: None,
             callee: CalleeConfig::default(),
             personas: HashMap::new(),
@@ -93,6 +105,8 @@ pub struct ConnectRecord {
     pub form: Vec<(String, String)>,
     pub authorization: Option<String>,
     pub status: u16,
+    /// When the request arrived.
+    pub received_at: Instant,
 }
 
 impl ConnectRecord {
@@ -118,6 +132,9 @@ struct EmuCall {
     status: String,
     answered_by: Option<String>,
     duration: Option<u64>,
+    /// When the call ended at the carrier (the callee hung up, or it was never answered).
+    ended_at: Option<Instant>,
+    end_time: Option<String>,
 }
 
 #[derive(Default)]
@@ -127,6 +144,7 @@ struct Inner {
     /// Statuses to answer the next connect requests with (429, 500, 401…), in order.
     faults: VecDeque<u16>,
     recent: VecDeque<Instant>,
+    last_second: VecDeque<Instant>,
     active: u64,
     max_active: u64,
     callbacks_sent: u64,
@@ -206,6 +224,15 @@ impl ExotelHandle {
         self.lock().media_failures
     }
 
+    /// When each call ended at the carrier, by sid (calls still going on are left out).
+    pub fn ended_calls(&self) -> Vec<(String, Instant)> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|(sid, c)| c.ended_at.map(|t| (sid.clone(), t)))
+            .collect()
+    }
+
     /// Numbers dialled, one entry per accepted call.
     pub fn dialled(&self) -> Vec<String> {
         self.lock()
@@ -273,6 +300,7 @@ async fn connect(
         form,
         authorization: auth,
         status: 200,
+        received_at: Instant::now(),
     };
     let response = decide_connect(&h, &account, &headers, &record);
     record.status = response.0.as_u16();
@@ -282,7 +310,7 @@ async fn connect(
         Err(resp) => resp,
         Ok(sid) => {
             tokio::spawn(simulate_callee(h.clone(), sid.clone(), record));
-            let now = exotel_now();
+            let now = exotel_now(&h.config.clock);
             let body = json!({"Call": {
                 "Sid": sid, "ParentCallSid": null, "AccountSid": account,
                 "From": h.lock().calls.get(&sid).map(|c| c.from.clone()),
@@ -334,6 +362,24 @@ fn decide_connect(
         }
         inner.recent.push_back(now);
     }
+    if let Some(limit) = h.config.rate_limit_per_sec {
+        let now = record.received_at;
+        while inner
+            .last_second
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            inner.last_second.pop_front();
+        }
+        if inner.last_second.len() as u32 >= limit {
+            drop(inner);
+            let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            resp.headers_mut()
+                .insert("retry-after", "1".parse().expect("header"));
+            return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
+        }
+        inner.last_second.push_back(now);
+    }
     let from = record.get("From").unwrap_or("");
     if from.is_empty() || record.get("CallerId").is_none_or(str::is_empty) {
         drop(inner);
@@ -357,6 +403,8 @@ fn decide_connect(
             status: "in-progress".into(),
             answered_by: None,
             duration: None,
+            ended_at: None,
+            end_time: None,
         },
     );
     inner.active += 1;
@@ -443,10 +491,15 @@ async fn simulate_callee(h: ExotelHandle, sid: String, record: ConnectRecord) {
             c.status = status.into();
             c.duration = duration;
             c.answered_by = answered_by.map(str::to_string);
+            c.ended_at = Some(Instant::now());
+            c.end_time = Some(exotel_now(&h.config.clock));
         }
         inner.active = inner.active.saturating_sub(1);
     }
     let event = events.contains(&"terminal").then_some("terminal");
+    if h.config.drop_terminal_callbacks {
+        return;
+    }
     send_callback(&h, &record, &sid, status, event, duration, answered_by).await;
 }
 
@@ -488,7 +541,7 @@ async fn send_callback(
     else {
         return;
     };
-    let now = exotel_now();
+    let now = exotel_now(&h.config.clock);
     let mut fields: Vec<(&str, String)> = vec![
         ("CallSid", sid.to_string()),
         ("Status", status.to_string()),
@@ -564,14 +617,16 @@ async fn details(
     let body = json!({"Call": {
         "Sid": sid, "AccountSid": account, "From": call.from, "Status": call.status,
         "Duration": call.duration, "AnsweredBy": call.answered_by, "RecordingUrl": null,
+        "EndTime": call.end_time,
         "Direction": "outbound-api"
     }});
     axum::Json(body).into_response()
 }
 
 /// Now as Exotel writes times: `YYYY-MM-DD HH:mm:ss` in IST (India Standard Time), no zone.
-fn exotel_now() -> String {
-    chrono::Utc::now()
+fn exotel_now(clock: &crate::clock::Clock) -> String {
+    clock
+        .now()
         .with_timezone(&chrono_tz::Asia::Kolkata)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()

@@ -16,6 +16,7 @@ mod sql;
 pub mod tallies;
 #[macro_use]
 mod ops_sql;
+pub mod bucket;
 mod models;
 mod ops;
 mod postgres;
@@ -106,6 +107,12 @@ pub trait Store: OpsStore + Send + Sync + 'static {
 
     /// A round trip to the database, for `/health`.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// The dial-rate buckets every instance shares, when this backend can hold them
+    /// (PostgreSQL). SQLite serves one instance: the dialer keeps its bucket in memory.
+    fn rate_bucket(&self) -> Option<&dyn bucket::RateBucket> {
+        None
+    }
 
     async fn create_campaign(
         &self,
