@@ -146,6 +146,9 @@ pub struct DialerSettings {
     pub rate_per_sec: f64,
     /// A call with no carrier news for this long is checked through the call-details API.
     pub reconcile_after: std::time::Duration,
+    /// A call whose media stream ended this long ago without a final carrier status is checked
+    /// then (checks run every quarter of it), so its slot is free about 90 s after the call.
+    pub reconcile_after_media: std::time::Duration,
     /// `direct` streams calls straight to our `/media` (Exotel "Connect Voice AI");
     /// `flow` (default) runs the flow `EXOTEL_EXOPHLO_ID`.
     pub direct_stream: bool,
@@ -242,6 +245,7 @@ pub const VARIABLES: &[&str] = &[
     "DIAL_TICK_MS",
     "DIAL_RATE_PER_SEC",
     "RECONCILE_AFTER_SECS",
+    "RECONCILE_AFTER_MEDIA_SECS",
     "EXOTEL_STREAM_MODE",
     "EXOTEL_TIME_LIMIT_SECS",
     "EXOTEL_RING_TIMEOUT_SECS",
@@ -395,6 +399,13 @@ impl Settings {
             ));
         }
         let reconcile_secs: u64 = parse_or(&get, "RECONCILE_AFTER_SECS", 900)?;
+        let reconcile_media_secs: u64 = parse_or(&get, "RECONCILE_AFTER_MEDIA_SECS", 60)?;
+        if !(1..=3600).contains(&reconcile_media_secs) {
+            return Err(invalid(
+                "RECONCILE_AFTER_MEDIA_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
         let direct_stream = match get("EXOTEL_STREAM_MODE").as_deref() {
             None | Some("flow") => false,
             Some("direct") => true,
@@ -451,6 +462,7 @@ impl Settings {
                 tick: std::time::Duration::from_millis(tick_ms),
                 rate_per_sec,
                 reconcile_after: std::time::Duration::from_secs(reconcile_secs),
+                reconcile_after_media: std::time::Duration::from_secs(reconcile_media_secs),
                 direct_stream,
                 time_limit_secs,
                 ring_timeout_secs,

@@ -69,7 +69,6 @@ pub async fn start_emulators(
     media_url: Option<String>,
     leads_csv: Option<&str>,
 ) -> Result<Emulators, Box<dyn std::error::Error>> {
-    let addr = |port| SocketAddr::from((host, port));
     let (personas, languages) = match leads_csv {
         Some(p) => personas_from_csv(p)?,
         None => Default::default(),
@@ -81,6 +80,16 @@ pub async fn start_emulators(
         languages,
         ..ExotelConfig::default()
     };
+    start_emulators_with(host, ports, exotel_config).await
+}
+
+/// Starts the four emulators, Exotel's as configured.
+pub async fn start_emulators_with(
+    host: [u8; 4],
+    ports: [u16; 4],
+    exotel_config: ExotelConfig,
+) -> Result<Emulators, Box<dyn std::error::Error>> {
+    let addr = |port| SocketAddr::from((host, port));
     let (exotel_run, exotel_handle) = exotel::spawn(exotel_config, addr(ports[0])).await?;
     let (dg_run, _) = deepgram::spawn_on(deepgram::Config::default(), addr(ports[1])).await?;
     let (oa_run, _) = openai::spawn_on(openai::Config::default(), addr(ports[2])).await?;

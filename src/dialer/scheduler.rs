@@ -13,7 +13,7 @@ use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
 use super::rate::{DialRate, Reservation};
-use super::reconciler::{ReconcileOutcome, reconcile_once};
+use super::reconciler::{ReconcileOutcome, Reconciler, Schedule};
 use super::settle::settle_call;
 use super::window::{Check, Window};
 use crate::config::Settings;
@@ -391,20 +391,30 @@ impl Dialer {
         Ok(())
     }
 
-    /// Settles stale calls through the carrier's call-details API.
+    fn reconciler(&self) -> Reconciler<'_> {
+        Reconciler {
+            store: self.store.as_ref(),
+            exotel: self.exotel.as_ref().ok(),
+            metrics: &self.metrics,
+            rate: Some(&self.rate),
+        }
+    }
+
+    /// Settles stale calls through the carrier's call-details API (the sweep).
     pub async fn reconcile(
         &self,
         now: DateTime<Utc>,
         older_than: Duration,
     ) -> StoreResult<ReconcileOutcome> {
-        reconcile_once(
-            self.store.as_ref(),
-            self.exotel.as_ref().ok(),
-            &self.metrics,
-            now,
-            older_than,
-        )
-        .await
+        self.reconciler().sweep(now, older_than).await
+    }
+
+    /// Settles calls whose media stream ended over `RECONCILE_AFTER_MEDIA_SECS` ago while the
+    /// carrier's final status has not come.
+    pub async fn reconcile_ended(&self, now: DateTime<Utc>) -> StoreResult<ReconcileOutcome> {
+        let after = Duration::from_std(self.settings.dialer.reconcile_after_media)
+            .unwrap_or(Duration::minutes(1));
+        self.reconciler().after_media(now, after).await
     }
 
     /// Ticks until `shutdown`; settles orphans at start and stale calls periodically.
@@ -420,9 +430,11 @@ impl Dialer {
         }
         let mut tick = tokio::time::interval(self.settings.dialer.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let reconcile_every =
-            std::time::Duration::from_secs(60).min(self.settings.dialer.reconcile_after);
-        let mut last_reconcile = tokio::time::Instant::now();
+        let mut schedule = Schedule::new(
+            self.settings.dialer.reconcile_after_media,
+            self.settings.dialer.reconcile_after,
+            tokio::time::Instant::now(),
+        );
         loop {
             let scheduled = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -433,11 +445,16 @@ impl Dialer {
             if let Err(e) = self.run_once(self.clock.now()).await {
                 tracing::error!(error = %e, "dialer tick failed");
             }
-            if last_reconcile.elapsed() >= reconcile_every {
-                last_reconcile = tokio::time::Instant::now();
-                if let Err(e) = self.reconcile(self.clock.now(), older).await {
-                    tracing::error!(error = %e, "reconciliation failed");
-                }
+            let due = schedule.due(tokio::time::Instant::now());
+            if due.after_media
+                && let Err(e) = self.reconcile_ended(self.clock.now()).await
+            {
+                tracing::error!(error = %e, "reconciliation after media failed");
+            }
+            if due.sweep
+                && let Err(e) = self.reconcile(self.clock.now(), older).await
+            {
+                tracing::error!(error = %e, "reconciliation failed");
             }
         }
         tracing::info!("dialer stopped");

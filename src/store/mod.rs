@@ -261,6 +261,10 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Marks running campaigns whose leads are all final as completed; returns their ids.
     async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
+    /// Calls still holding a slot whose media stream (and its post-call work) ended before
+    /// `ended_before`: the carrier's final status is late or lost.
+    async fn media_ended_active_calls(&self, ended_before: DateTime<Utc>)
+    -> StoreResult<Vec<Call>>;
     /// Calls still holding a slot whose row has not changed since `updated_before`.
     async fn stale_active_calls(&self, updated_before: DateTime<Utc>) -> StoreResult<Vec<Call>>;
 }

@@ -795,6 +795,19 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn media_ended_active_calls(
+                &self,
+                ended_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Call>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE status IN ", active_call_statuses!(),
+                    " AND media_ended_at < $1 ORDER BY id LIMIT 500"
+                ))
+                .bind(ended_before)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
             async fn stale_active_calls(
                 &self,
                 updated_before: chrono::DateTime<chrono::Utc>,

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use voice_agent::config::Secret;
 use voice_agent::dialer::Dialer;
 use voice_agent::emulators::exotel::ExotelConfig;
-use voice_agent::store::Store;
 use voice_agent::store::bucket::{MemoryBucket, RateBucket, RedisBucket, SlotRequest};
 
 use crate::dialer::{exotel_settings, ist};

@@ -23,6 +23,7 @@ mod openapi_bodies;
 mod outbound_webhooks;
 mod route_scan;
 mod sessions;
+mod slots;
 mod tallies;
 mod ui;
 mod ui_assets;
