@@ -108,6 +108,10 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     /// A round trip to the database, for `/health`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Versions of the embedded migrations not (successfully) applied to this database, for
+    /// `/readyz`: an instance must not take traffic on a schema older than its code.
+    async fn missing_migrations(&self) -> StoreResult<Vec<i64>>;
+
     /// The dial-rate buckets every instance shares, when this backend can hold them
     /// (PostgreSQL). SQLite serves one instance: the dialer keeps its bucket in memory.
     fn rate_bucket(&self) -> Option<&dyn bucket::RateBucket> {
@@ -280,6 +284,28 @@ pub trait LeadImporter: Send {
         now: DateTime<Utc>,
     ) -> StoreResult<BatchOutcome>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// The versions of `migrator` absent from the database's `_sqlx_migrations` (or failed there).
+async fn missing_migrations<'c, E>(
+    migrator: &sqlx::migrate::Migrator,
+    conn: E,
+) -> StoreResult<Vec<i64>>
+where
+    E: sqlx::Executor<'c>,
+    i64: sqlx::Type<E::Database> + for<'r> sqlx::Decode<'r, E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<E::Database>,
+    (i64,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
+{
+    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(conn)
+        .await?;
+    let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect())
 }
 
 /// Opens the database named by `url`, creating an SQLite file if missing, and applies the

@@ -41,6 +41,10 @@ impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
         Ok(Box::new(PostgresImporter { tx, campaign_id }))
     }
 
+    async fn missing_migrations(&self) -> StoreResult<Vec<i64>> {
+        super::missing_migrations(&MIGRATOR, &self.pool).await
+    }
+
     fn rate_bucket(&self) -> Option<&dyn RateBucket> {
         Some(self)
     }
