@@ -225,6 +225,9 @@ pub struct Settings {
     pub db_wait: std::time::Duration,
     /// URLs the service fetches may point at private addresses (`ALLOW_PRIVATE_URLS`).
     pub allow_private_urls: bool,
+    /// OTLP/HTTP collector base URL (`…:4318`): traces are exported there when set, and not
+    /// built at all when unset.
+    pub otel_endpoint: Option<String>,
 }
 
 /// Every variable the service reads, with the one-line meaning `.env.example` repeats.
@@ -290,6 +293,7 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_DRAIN_MS",
     "DB_ACQUIRE_TIMEOUT_MS",
     "ALLOW_PRIVATE_URLS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 impl Settings {
@@ -438,6 +442,10 @@ impl Settings {
             return Err(invalid("DEEPGRAM_URL", "must start with ws:// or wss://"));
         }
 
+        let otel_endpoint = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(u) => Some(parse_http_url("OTEL_EXPORTER_OTLP_ENDPOINT", &u)?),
+            None => None,
+        };
         let costs = parse_costs(&get)?;
         let webhooks = parse_webhooks(&get)?;
         let http = limits::parse_http(&get)?;
@@ -496,6 +504,7 @@ impl Settings {
             http,
             db_wait,
             allow_private_urls,
+            otel_endpoint,
         })
     }
 

@@ -148,6 +148,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// How long background tasks (live calls saying goodbye, the dialer, deliveries) get to stop
+/// after the listener closes. A deployment's grace period must be longer
+/// (`deploy/kubernetes/deployment.yaml`, checked by `tests/api/deploy.rs`).
+pub const DRAIN: Duration = Duration::from_secs(30);
+
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
 /// stops background tasks (waiting at most `drain` for them).
 pub async fn run(
@@ -220,11 +225,8 @@ pub async fn serve(
     tracing::info!("stopped accepting requests; stopping background tasks");
     token.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(30), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not stop within 30 s");
+    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+        tracing::warn!(drain = ?DRAIN, "background tasks did not stop in time");
     }
     tracing::info!("voice-agent stopped");
     Ok(())

@@ -6,6 +6,7 @@ mod helpers;
 mod analytics;
 mod campaign_modes;
 mod campaigns;
+mod deploy;
 mod dial_rate;
 mod dialer;
 mod dnc;
