@@ -124,6 +124,11 @@ impl Dialer {
         let started = tokio::time::Instant::now();
         let mut out = Outcome::default();
         let horizon = self.settings.dialer.tick;
+        let (running, due) = self
+            .db("campaign_gauges", self.store.campaign_gauges(now))
+            .await?;
+        self.metrics.dialer.campaigns_running.set(running);
+        self.metrics.dialer.campaigns_due.set(due);
         let campaigns = self
             .db("running_campaigns", self.store.running_campaigns())
             .await?;
@@ -276,6 +281,7 @@ impl Dialer {
                     self.db("mark_dialing", self.store.mark_dialing(call_id, &sid, now))
                         .await?;
                     tracing::info!(call_id, campaign_id, phone = %masked, attempt = claimed.lead.attempts, "call placed");
+                    self.metrics.dialer.calls_placed.inc();
                     out.dialed += 1;
                 }
                 Err(ExotelError::Config { status, message }) => {

@@ -265,6 +265,8 @@ pub trait Store: OpsStore + Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Marks running campaigns whose leads are all final as completed; returns their ids.
     async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
+    /// Running campaigns, and how many of them have a lead due at `now` (the dialer's gauges).
+    async fn campaign_gauges(&self, now: DateTime<Utc>) -> StoreResult<(i64, i64)>;
     /// Calls still holding a slot whose media stream (and its post-call work) ended before
     /// `ended_before`: the carrier's final status is late or lost.
     async fn media_ended_active_calls(&self, ended_before: DateTime<Utc>)

@@ -795,6 +795,23 @@ macro_rules! impl_store {
                 .await?)
             }
 
+            async fn campaign_gauges(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<(i64, i64)> {
+                // EXISTS is one probe of the `leads_due` index per running campaign.
+                Ok(sqlx::query_as::<$db, (i64, i64)>(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM leads \
+                     WHERE leads.campaign_id = campaigns.id \
+                     AND leads.status IN ('pending', 'retry', 'callback') \
+                     AND leads.next_attempt_at <= $1) THEN 1 ELSE 0 END), 0) \
+                     FROM campaigns WHERE status = 'running'",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?)
+            }
+
             async fn media_ended_active_calls(
                 &self,
                 ended_before: chrono::DateTime<chrono::Utc>,

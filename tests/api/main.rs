@@ -19,6 +19,7 @@ mod live_call;
 mod live_reports;
 mod metrics;
 mod multi_instance;
+mod observability;
 mod openapi;
 mod openapi_bodies;
 mod outbound_webhooks;
