@@ -62,6 +62,8 @@ pub enum StartupError {
     Http(#[from] reqwest::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl AppState {
@@ -69,7 +71,8 @@ impl AppState {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = crate::store::connect_with(&settings.database_url, settings.db_wait).await?;
         let sessions = crate::sessions::connect(settings.redis_url.as_deref()).await?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
+            .map_err(StartupError::Tls)?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
