@@ -15,8 +15,8 @@ pub fn client_config() -> Result<Arc<ClientConfig>, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let mut config = ClientConfig::with_platform_verifier()
-                .map_err(|e| format!("TLS roots: {e}"))?;
+            let mut config =
+                ClientConfig::with_platform_verifier().map_err(|e| format!("TLS roots: {e}"))?;
             // HTTP/2 where the server offers it (reqwest), else HTTP/1.1; WebSockets take the
             // configuration through `ws_connector`, which asks for HTTP/1.1 only.
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];

@@ -91,11 +91,15 @@ pub async fn ws_connect(
     ),
     tokio_tungstenite::tungstenite::Error,
 > {
-    let connector = crate::tls::ws_connector().map_err(|e| {
-        tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e))
-    })?;
-    tokio_tungstenite::connect_async_tls_with_config(request, Some(ws_config()), true, Some(connector))
-        .await
+    let connector = crate::tls::ws_connector()
+        .map_err(|e| tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e)))?;
+    tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config()),
+        true,
+        Some(connector),
+    )
+    .await
 }
 
 /// Read buffer per WebSocket (also used for the carrier's `/media` socket). tungstenite zeroes

@@ -27,6 +27,7 @@ mod route_scan;
 mod sessions;
 mod slots;
 mod tallies;
+mod traces;
 mod ui;
 mod ui_assets;
 mod webhooks;
