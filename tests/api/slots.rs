@@ -1,7 +1,8 @@
 //! No concurrency slot is held long after its call is over, even when the carrier's final
 //! status callback is lost: a call whose media stream ended is settled through the call-details
 //! API after `RECONCILE_AFTER_MEDIA_SECS` (60 s in production, 1 s here), not after the 900 s
-//! sweep. Real conversations over real sockets against the four emulators.
+//! sweep. Real conversations over real sockets against the four emulators. And the carrier's
+//! times are on the service's clock when they share one (the demo).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -117,4 +118,77 @@ async fn lost_terminal_callbacks_free_every_slot_soon_after_the_call(backend: Ba
     }
 }
 
-crate::on_each_backend!(lost_terminal_callbacks_free_every_slot_soon_after_the_call);
+/// The emulated carrier writes its times (answered, ended) on the clock it is given: with the
+/// service's, a call dialled at a moved clock (the demo's 11:00 IST) is answered and ends after
+/// it was dialled, on one timeline.
+async fn carrier_times_follow_the_clock_they_share_with_the_service(backend: Backend) {
+    let clock = voice_agent::clock::Clock::default();
+    clock.set(ist(25, 12, 0));
+    let config = ExotelConfig {
+        ring_delay: Duration::from_millis(50),
+        talk_time: Duration::from_millis(1_200),
+        clock: clock.clone(),
+        ..ExotelConfig::default()
+    };
+    let (emulator, _exotel) =
+        voice_agent::emulators::exotel::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+    let Some(app) = spawn_app_with(backend, |s| {
+        crate::dialer::exotel_settings(s, &emulator, &config)
+    })
+    .await
+    else {
+        return;
+    };
+    // The demo hands both the same `Clock`; here the service's is set to the same instant.
+    app.state.clock.set(ist(25, 12, 0));
+    let campaign = app
+        .started_campaign("One clock", "phone\n9876500021\n")
+        .await;
+    let dialer = voice_agent::dialer::Dialer::new(&app.state);
+    dialer.run_once(app.state.clock.now()).await.unwrap();
+    let lead = crate::helpers::eventually(20, "the call completed", || async {
+        let page: Value = app
+            .get_json(&format!("/campaigns/{campaign}/leads?limit=1"))
+            .await;
+        let lead = page["leads"][0].clone();
+        (lead["status"] == "completed").then_some(lead)
+    })
+    .await;
+    let calls = app
+        .state
+        .store
+        .calls_of_lead(lead["id"].as_i64().unwrap())
+        .await
+        .unwrap();
+    let call = &calls[0];
+    let (dialed, answered, ended) = (
+        call.dialed_at.expect("dialled"),
+        call.answered_at.expect("answered"),
+        call.ended_at.expect("ended"),
+    );
+    // Exotel's times have whole seconds; the dial is on the moved clock.
+    let second = chrono::Duration::seconds(1);
+    assert!(
+        (dialed - ist(25, 12, 0)).num_seconds().abs() < 60,
+        "{dialed}"
+    );
+    assert!(
+        answered >= dialed - second,
+        "answered {answered} before dialled {dialed}"
+    );
+    assert!(
+        ended >= answered,
+        "ended {ended} before answered {answered}"
+    );
+    assert!(
+        ended - dialed < chrono::Duration::minutes(1),
+        "{dialed} .. {ended}"
+    );
+}
+
+crate::on_each_backend!(
+    lost_terminal_callbacks_free_every_slot_soon_after_the_call,
+    carrier_times_follow_the_clock_they_share_with_the_service
+);
