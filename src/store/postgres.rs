@@ -213,7 +213,6 @@ impl RateBucket for PostgresStore {
     }
 }
 
-
 struct PostgresImporter {
     tx: Transaction<'static, Postgres>,
     campaign_id: i64,

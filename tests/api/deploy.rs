@@ -118,15 +118,16 @@ async fn kubernetes_manifests_match_the_service() {
         one(&m, "ConfigMap")["metadata"]["name"]
     );
 
-    // The grace period outlasts preStop plus the drain.
+    // The grace period outlasts preStop, the requests' drain (SHUTDOWN_DRAIN_MS, as the
+    // ConfigMap sets it) and the background tasks' (live calls saying goodbye).
     let grace = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
     let pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
         .as_u64()
         .unwrap_or(0);
+    let drain = settings.http.drain + voice_agent::startup::DRAIN;
     assert!(
-        grace > pre_stop + voice_agent::startup::DRAIN.as_secs(),
-        "terminationGracePeriodSeconds {grace} <= preStop {pre_stop} + drain {:?}",
-        voice_agent::startup::DRAIN
+        grace > pre_stop + drain.as_secs(),
+        "terminationGracePeriodSeconds {grace} <= preStop {pre_stop} s + drain {drain:?}"
     );
 
     // Probes: on the http port, paths the service answers 200 with a healthy database, and
