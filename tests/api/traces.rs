@@ -110,6 +110,9 @@ async fn a_calls_spans_carry_its_ids_nest_by_turn_and_never_a_phone_number() {
             .await;
         detail["calls"][0]["id"].as_i64().unwrap()
     };
+    let transcript: Value = app
+        .get_json(&format!("/calls/{call_id}/transcript"))
+        .await;
     drop(app);
     tokio::task::spawn_blocking(move || traces.shutdown())
         .await
@@ -164,7 +167,7 @@ async fn a_calls_spans_carry_its_ids_nest_by_turn_and_never_a_phone_number() {
             spans
                 .iter()
                 .any(|s| s.name == name && s.trace_id == call.trace_id),
-            "no {name} span in the call's trace: {:?}",
+            "no {name} span in the call's trace: {:?} (transcript {transcript})",
             names(&spans)
         );
     }
