@@ -58,6 +58,14 @@ pub struct Dependency {
 }
 
 impl Dependency {
+    /// A dependency this instance does not use (Redis without `REDIS_URL`).
+    const NOT_CONFIGURED: Self = Self {
+        status: "not_configured",
+        backend: None,
+        kind: None,
+        error: None,
+    };
+
     /// The outcome of a ping that was given `timeout`.
     fn from_ping<E: std::fmt::Display>(
         result: Result<Result<(), E>, tokio::time::error::Elapsed>,
@@ -101,12 +109,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let redis = if state.sessions.kind() == "redis" {
         sessions.clone()
     } else {
-        Dependency {
-            status: "not_configured",
-            backend: None,
-            kind: None,
-            error: None,
-        }
+        Dependency::NOT_CONFIGURED
     };
     let body = Health {
         status: if up { "ok" } else { "degraded" },
@@ -225,12 +228,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     };
     let redis = match redis {
         Some(ping) => Dependency::from_ping(ping),
-        None => Dependency {
-            status: "not_configured",
-            backend: None,
-            kind: None,
-            error: None,
-        },
+        None => Dependency::NOT_CONFIGURED,
     };
     let migrations = match migrations {
         Ok(Ok(missing)) if missing.is_empty() => Migrations {

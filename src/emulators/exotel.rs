@@ -344,41 +344,32 @@ fn decide_connect(
         drop(inner);
         return fail(status, "injected fault");
     }
-    if let Some(limit) = h.config.rate_limit_per_min {
-        let now = Instant::now();
-        while inner
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            inner.recent.pop_front();
-        }
-        if inner.recent.len() as u32 >= limit {
-            drop(inner);
-            let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-            resp.headers_mut()
-                .insert("retry-after", "1".parse().expect("header"));
-            return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
-        }
-        inner.recent.push_back(now);
+    let now = record.received_at;
+    let limits = [
+        (h.config.rate_limit_per_min, Duration::from_secs(60)),
+        (h.config.rate_limit_per_sec, Duration::from_secs(1)),
+    ];
+    let Inner {
+        recent,
+        last_second,
+        ..
+    } = &mut *inner;
+    let mut windows = [recent, last_second];
+    let limited = limits
+        .iter()
+        .zip(windows.iter_mut())
+        .any(|((limit, span), window)| limit.is_some_and(|l| full(window, now, *span, l)));
+    if limited {
+        drop(inner);
+        let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+        resp.headers_mut()
+            .insert("retry-after", "1".parse().expect("header"));
+        return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
     }
-    if let Some(limit) = h.config.rate_limit_per_sec {
-        let now = record.received_at;
-        while inner
-            .last_second
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            inner.last_second.pop_front();
+    for ((limit, _), window) in limits.iter().zip(windows) {
+        if limit.is_some() {
+            window.push_back(now);
         }
-        if inner.last_second.len() as u32 >= limit {
-            drop(inner);
-            let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-            resp.headers_mut()
-                .insert("retry-after", "1".parse().expect("header"));
-            return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
-        }
-        inner.last_second.push_back(now);
     }
     let from = record.get("From").unwrap_or("");
     if from.is_empty() || record.get("CallerId").is_none_or(str::is_empty) {
@@ -410,6 +401,18 @@ fn decide_connect(
     inner.active += 1;
     inner.max_active = inner.max_active.max(inner.active);
     (StatusCode::OK, Ok(sid))
+}
+
+/// Whether `limit` accepted requests arrived within `span` before `now` (a sliding window of
+/// arrival times; older ones are forgotten).
+fn full(window: &mut VecDeque<Instant>, now: Instant, span: Duration, limit: u32) -> bool {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= span)
+    {
+        window.pop_front();
+    }
+    window.len() as u32 >= limit
 }
 
 /// Who answers `number`, and how.

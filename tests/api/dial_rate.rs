@@ -19,6 +19,17 @@ use crate::helpers::{
 
 const MS: i64 = 1_000;
 
+async fn exotel(
+    config: &ExotelConfig,
+) -> (
+    voice_agent::emulators::Running,
+    voice_agent::emulators::exotel::ExotelHandle,
+) {
+    voice_agent::emulators::exotel::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap()
+}
+
 /// One script of reservations, give-backs and holds; every backend must answer it alike.
 async fn script(bucket: &dyn RateBucket) -> Vec<(i64, u32)> {
     let key = format!("exotel:test:{}", uuid::Uuid::new_v4().simple());
@@ -78,10 +89,7 @@ async fn two_instances_dial(url: &str, redis: Option<String>, leads: usize) {
         rate_limit_per_sec: Some(2),
         ..ExotelConfig::default()
     };
-    let (emulator, exotel) =
-        voice_agent::emulators::exotel::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let (emulator, exotel) = exotel(&config).await;
     let configure = |s: &mut voice_agent::config::Settings| {
         exotel_settings(s, &emulator, &config);
         s.dialer.rate_per_sec = 2.0;
@@ -165,10 +173,7 @@ async fn a_429_holds_every_instance_until_retry_after() {
         return;
     };
     let config = ExotelConfig::default();
-    let (emulator, exotel) =
-        voice_agent::emulators::exotel::spawn(config.clone(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap();
+    let (emulator, exotel) = exotel(&config).await;
     // One slot per tick, so the first tick sends exactly one request.
     let configure = |s: &mut voice_agent::config::Settings| {
         exotel_settings(s, &emulator, &config);

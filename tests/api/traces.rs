@@ -110,9 +110,7 @@ async fn a_calls_spans_carry_its_ids_nest_by_turn_and_never_a_phone_number() {
             .await;
         detail["calls"][0]["id"].as_i64().unwrap()
     };
-    let transcript: Value = app
-        .get_json(&format!("/calls/{call_id}/transcript"))
-        .await;
+    let transcript: Value = app.get_json(&format!("/calls/{call_id}/transcript")).await;
     drop(app);
     tokio::task::spawn_blocking(move || traces.shutdown())
         .await
