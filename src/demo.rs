@@ -302,12 +302,14 @@ pub async fn run_demo(
     Ok(())
 }
 
-/// The demo's clock: real time, or 11:00 IST today when it is outside India's legal calling
-/// hours (09:00–21:00) now; the emulated callers do not mind.
+/// The demo's clock: real time when every example lead can be called for the next hours, else
+/// 11:00 IST today (the emulated callers do not mind). Calls are legal 09:00–21:00 local time,
+/// and one example lead is in Dubai, 90 minutes behind India: from 11:00 to 18:00 IST every
+/// lead's window is open (before 10:30 IST the Dubai lead would wait for its 09:00).
 fn demo_clock() -> crate::clock::Clock {
     let clock = crate::clock::Clock::default();
     let india = Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
-    if !(10..18).contains(&india.hour()) {
+    if !(11..18).contains(&india.hour()) {
         let eleven = india
             .date_naive()
             .and_hms_opt(11, 0, 0)
@@ -317,8 +319,8 @@ fn demo_clock() -> crate::clock::Clock {
             .expect("IST has no DST");
         clock.set(at.with_timezone(&Utc));
         println!(
-            "It is {} in India, outside calling hours: the demo runs its clock (the service's and \
-             the emulated carrier's) at 11:00 IST.",
+            "It is {} in India, outside the hours when every example lead may be called: the \
+             demo runs its clock (the service's and the emulated carrier's) at 11:00 IST.",
             india.format("%H:%M")
         );
     }
