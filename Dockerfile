@@ -6,8 +6,8 @@
 #   docker run -p 8000:8000 -v va-data:/app/data voice-agent            # serve, SQLite in the volume
 #   docker run --rm voice-agent demo                                     # the offline demo (prints its report)
 #
-# Migrations, the dashboard and the API docs page are compiled into the binary: nothing but the
-# binary (and the demo's example leads) is copied into the runtime image.
+# Migrations, the dashboard, the API docs page and the demo's example leads are compiled into the
+# binary: nothing but the binary is copied into the runtime image.
 
 # --- Build stage: compile the release binary. ---------------------------------------------
 FROM rust:1-bookworm AS build
@@ -15,6 +15,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
+# The demo's example leads (include_str!).
+COPY examples ./examples
 # Read by a unit test only (every setting is listed), but part of the crate's sources.
 COPY .env.example ./
 # The registry and target caches survive between builds (BuildKit); the binary is copied out
@@ -26,15 +28,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 # --- Runtime stage. -----------------------------------------------------------------------
 FROM debian:bookworm-slim
-# CA certificates: the provider clients verify TLS against the system's roots.
+# CA certificates: every HTTP and WebSocket client verifies TLS against the system's roots (add a
+# corporate CA here with update-ca-certificates).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --create-home --home-dir /app voice
 COPY --from=build /usr/local/bin/voice-agent /usr/local/bin/voice-agent
 WORKDIR /app
-# `voice-agent demo` reads its leads (and their personas) from examples/leads.csv.
-COPY --chown=voice:voice examples ./examples
 USER voice
 RUN mkdir -p /app/data
 # Listen on every interface inside the container; SQLite in the volume unless DATABASE_URL

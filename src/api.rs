@@ -1,4 +1,4 @@
-//! Cross-cutting HTTP pieces: `/health`, API-key auth, the JSON 404/405 fallbacks and the panic
+//! Cross-cutting HTTP pieces: `/health`, the probes `/livez` and `/readyz`, API-key auth, the JSON 404/405 fallbacks and the panic
 //! guard. Domain routes live with their domain (`campaigns::api`, `dialer::api`).
 
 use axum::Router;
@@ -17,12 +17,15 @@ use crate::startup::AppState;
 
 /// The OpenAPI description of [`public_routes`].
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(health))]
+#[openapi(paths(health, livez, readyz))]
 pub struct ApiDoc;
 
 /// Routes that need no API key.
 pub fn public_routes() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,6 +59,14 @@ pub struct Dependency {
 }
 
 impl Dependency {
+    /// A dependency this instance does not use (Redis without `REDIS_URL`).
+    const NOT_CONFIGURED: Self = Self {
+        status: "not_configured",
+        backend: None,
+        kind: None,
+        error: None,
+    };
+
     /// The outcome of a ping that was given `timeout`.
     fn from_ping<E: std::fmt::Display>(
         result: Result<Result<(), E>, tokio::time::error::Elapsed>,
@@ -99,12 +110,7 @@ async fn health(State(state): State<AppState>) -> Response {
     let redis = if state.sessions.kind() == "redis" {
         sessions.clone()
     } else {
-        Dependency {
-            status: "not_configured",
-            backend: None,
-            kind: None,
-            error: None,
-        }
+        Dependency::NOT_CONFIGURED
     };
     let body = Health {
         status: if up { "ok" } else { "degraded" },
@@ -114,6 +120,117 @@ async fn health(State(state): State<AppState>) -> Response {
         redis,
     };
     let status = if up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+    pub version: &'static str,
+}
+
+/// Liveness
+///
+/// 200 while the process serves requests. It touches no database or Redis, so an outage of
+/// either never gets healthy pods restarted (Kubernetes' `livenessProbe`).
+#[utoipa::path(
+    get, path = "/livez", tag = "operations", operation_id = "livez",
+    responses((status = 200, description = "The process is serving", body = Live))
+)]
+async fn livez() -> axum::Json<Live> {
+    axum::Json(Live {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`, `not_ready`, or `draining` once shutdown has begun.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub database: Dependency,
+    /// Redis when configured (sessions, the shared dial rate), else `not_configured`.
+    pub redis: Dependency,
+    pub migrations: Migrations,
+}
+
+/// Whether the database's schema is the one this binary expects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Migrations {
+    /// `ok`, `missing` (some embedded migration is not applied) or `unknown` (not readable).
+    pub status: &'static str,
+    /// Versions of the embedded migrations not applied.
+    pub missing: Vec<i64>,
+}
+
+/// Readiness
+///
+/// 200 when this instance can take traffic: the database answers, Redis answers (when
+/// configured) and every migration this binary embeds is applied; 503 otherwise, and from the
+/// moment shutdown begins (Kubernetes' `readinessProbe`: traffic moves to other pods, none is
+/// restarted).
+#[utoipa::path(
+    get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready for traffic", body = Ready),
+        (status = 503, description = "Not ready: the same body, naming what is missing", body = Ready),
+    )
+)]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let timeout = std::time::Duration::from_secs(3);
+    let (db, redis, migrations) = tokio::join!(
+        tokio::time::timeout(timeout, state.store.ping()),
+        async {
+            if state.sessions.kind() == "redis" {
+                Some(tokio::time::timeout(timeout, state.sessions.ping()).await)
+            } else {
+                None
+            }
+        },
+        tokio::time::timeout(timeout, state.store.missing_migrations()),
+    );
+    let database = Dependency {
+        backend: Some(state.store.backend().as_str()),
+        ..Dependency::from_ping(db)
+    };
+    let redis = match redis {
+        Some(ping) => Dependency::from_ping(ping),
+        None => Dependency::NOT_CONFIGURED,
+    };
+    let migrations = match migrations {
+        Ok(Ok(missing)) if missing.is_empty() => Migrations {
+            status: "ok",
+            missing,
+        },
+        Ok(Ok(missing)) => Migrations {
+            status: "missing",
+            missing,
+        },
+        _ => Migrations {
+            status: "unknown",
+            missing: Vec::new(),
+        },
+    };
+    let draining = state.shutdown.is_cancelled();
+    let ready =
+        !draining && database.status == "ok" && redis.status != "down" && migrations.status == "ok";
+    let body = Ready {
+        status: match (draining, ready) {
+            (true, _) => "draining",
+            (false, true) => "ready",
+            (false, false) => "not_ready",
+        },
+        database,
+        redis,
+        migrations,
+    };
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -32,10 +32,9 @@ pub fn auth_credentials<'a>(headers: &'a axum::http::HeaderMap, scheme: &str) ->
     }
 }
 
-/// Compares secrets without an early exit, so response time does not reveal a matching prefix.
+/// Compares secrets in constant time (`subtle`), so response time does not reveal a matching
+/// prefix; only a difference in length is seen at once.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }

@@ -35,14 +35,17 @@ pub enum Command {
         /// The service's `/media` URL that answered calls connect to (with its secret).
         #[arg(long)]
         media_url: Option<String>,
-        /// CSV whose `persona` column says how each number behaves.
-        #[arg(long, default_value = "examples/leads.csv")]
-        leads: String,
+        /// CSV whose `persona` column says how each number behaves (default: the example
+        /// leads compiled into the binary).
+        #[arg(long)]
+        leads: Option<String>,
     },
     /// The whole system offline: service + emulators, dial every example lead, print a report.
     Demo {
-        #[arg(long, default_value = "examples/leads.csv")]
-        leads: String,
+        /// Leads CSV to dial (default: the example leads compiled into the binary; a
+        /// `persona` column says how each emulated callee behaves).
+        #[arg(long)]
+        leads: Option<String>,
         /// Keep the service running after the report.
         #[arg(long)]
         keep_running: bool,
@@ -67,12 +70,11 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             media_url,
             leads,
         } => {
-            crate::telemetry::init(crate::config::LogFormat::Text);
+            let _traces = crate::telemetry::init(crate::config::LogFormat::Text, None);
             let ports = [exotel_port, deepgram_port, openai_port, elevenlabs_port];
-            let leads = std::path::Path::new(&leads)
-                .exists()
-                .then_some(leads.as_str());
-            let e = crate::demo::start_emulators(host.octets(), ports, media_url, leads).await?;
+            let text = crate::demo::leads_text(leads.as_deref())?;
+            let config = crate::demo::demo_exotel(media_url, Some(&text))?;
+            let e = crate::demo::start_emulators_with(host.octets(), ports, config).await?;
             println!("Emulators running. Point the service at them with:");
             for line in crate::demo::env_lines(&e) {
                 println!("  {line}");
@@ -85,16 +87,27 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             keep_running,
             timeout_secs,
         } => {
-            crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn");
-            crate::demo::run_demo(
-                &leads,
+            // The demo reads no settings but this one: traces of its calls, when asked for.
+            let otel = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|v| !v.trim().is_empty());
+            let traces = crate::telemetry::init_with_default(
+                crate::config::LogFormat::Text,
+                "warn",
+                otel.as_deref(),
+            );
+            let result = crate::demo::run_demo(
+                leads.as_deref(),
                 keep_running,
                 std::time::Duration::from_secs(timeout_secs),
             )
-            .await
+            .await;
+            flush(traces).await;
+            result
         }
         Command::Bench(args) => {
-            crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn");
+            let _traces =
+                crate::telemetry::init_with_default(crate::config::LogFormat::Text, "warn", None);
             crate::bench::run(args).await
         }
     }
@@ -102,10 +115,18 @@ pub async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let settings = Settings::from_env()?;
-    crate::telemetry::init(settings.log_format);
+    let traces = crate::telemetry::init(settings.log_format, settings.otel_endpoint.as_deref());
     let listener = tokio::net::TcpListener::bind(settings.bind_addr)
         .await
         .map_err(|e| format!("cannot listen on BIND_ADDR {}: {e}", settings.bind_addr))?;
-    crate::startup::run(listener, settings, crate::startup::shutdown_signal()).await?;
-    Ok(())
+    let result = crate::startup::run(listener, settings, crate::startup::shutdown_signal()).await;
+    flush(traces).await;
+    Ok(result?)
+}
+
+/// Sends the traces still buffered (blocking, so off the runtime's workers).
+async fn flush(traces: Option<crate::telemetry::Traces>) {
+    if let Some(t) = traces {
+        let _ = tokio::task::spawn_blocking(move || t.shutdown()).await;
+    }
 }

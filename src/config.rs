@@ -146,6 +146,9 @@ pub struct DialerSettings {
     pub rate_per_sec: f64,
     /// A call with no carrier news for this long is checked through the call-details API.
     pub reconcile_after: std::time::Duration,
+    /// A call whose media stream ended this long ago without a final carrier status is checked
+    /// then (checks run every quarter of it), so its slot is free about 90 s after the call.
+    pub reconcile_after_media: std::time::Duration,
     /// `direct` streams calls straight to our `/media` (Exotel "Connect Voice AI");
     /// `flow` (default) runs the flow `EXOTEL_EXOPHLO_ID`.
     pub direct_stream: bool,
@@ -222,6 +225,9 @@ pub struct Settings {
     pub db_wait: std::time::Duration,
     /// URLs the service fetches may point at private addresses (`ALLOW_PRIVATE_URLS`).
     pub allow_private_urls: bool,
+    /// OTLP/HTTP collector base URL (`…:4318`): traces are exported there when set, and not
+    /// built at all when unset.
+    pub otel_endpoint: Option<String>,
 }
 
 /// Every variable the service reads, with the one-line meaning `.env.example` repeats.
@@ -242,6 +248,7 @@ pub const VARIABLES: &[&str] = &[
     "DIAL_TICK_MS",
     "DIAL_RATE_PER_SEC",
     "RECONCILE_AFTER_SECS",
+    "RECONCILE_AFTER_MEDIA_SECS",
     "EXOTEL_STREAM_MODE",
     "EXOTEL_TIME_LIMIT_SECS",
     "EXOTEL_RING_TIMEOUT_SECS",
@@ -286,6 +293,7 @@ pub const VARIABLES: &[&str] = &[
     "SHUTDOWN_DRAIN_MS",
     "DB_ACQUIRE_TIMEOUT_MS",
     "ALLOW_PRIVATE_URLS",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
 
 impl Settings {
@@ -395,6 +403,13 @@ impl Settings {
             ));
         }
         let reconcile_secs: u64 = parse_or(&get, "RECONCILE_AFTER_SECS", 900)?;
+        let reconcile_media_secs: u64 = parse_or(&get, "RECONCILE_AFTER_MEDIA_SECS", 60)?;
+        if !(1..=3600).contains(&reconcile_media_secs) {
+            return Err(invalid(
+                "RECONCILE_AFTER_MEDIA_SECS",
+                "must be between 1 and 3600",
+            ));
+        }
         let direct_stream = match get("EXOTEL_STREAM_MODE").as_deref() {
             None | Some("flow") => false,
             Some("direct") => true,
@@ -427,6 +442,10 @@ impl Settings {
             return Err(invalid("DEEPGRAM_URL", "must start with ws:// or wss://"));
         }
 
+        let otel_endpoint = match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(u) => Some(parse_http_url("OTEL_EXPORTER_OTLP_ENDPOINT", &u)?),
+            None => None,
+        };
         let costs = parse_costs(&get)?;
         let webhooks = parse_webhooks(&get)?;
         let http = limits::parse_http(&get)?;
@@ -451,6 +470,7 @@ impl Settings {
                 tick: std::time::Duration::from_millis(tick_ms),
                 rate_per_sec,
                 reconcile_after: std::time::Duration::from_secs(reconcile_secs),
+                reconcile_after_media: std::time::Duration::from_secs(reconcile_media_secs),
                 direct_stream,
                 time_limit_secs,
                 ring_timeout_secs,
@@ -484,6 +504,7 @@ impl Settings {
             http,
             db_wait,
             allow_private_urls,
+            otel_endpoint,
         })
     }
 

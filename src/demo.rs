@@ -28,9 +28,27 @@ pub struct Emulators {
 /// Per E.164 number: how the emulated callee behaves, and in which language.
 pub type CalleeMaps = (HashMap<String, Persona>, HashMap<String, Language>);
 
-/// Personas and languages per number, from a leads CSV's `persona` (and `language`) columns.
+/// The example leads (`examples/leads.csv`), compiled in: the demo runs from any directory and
+/// from an installed binary.
+pub const EXAMPLE_LEADS: &str = include_str!("../examples/leads.csv");
+
+/// The leads CSV of a demo: `path`'s, or the example leads.
+pub fn leads_text(path: Option<&str>) -> Result<String, String> {
+    match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}")),
+        None => Ok(EXAMPLE_LEADS.to_string()),
+    }
+}
+
+/// Personas and languages per number, from a leads CSV file's `persona` (and `language`)
+/// columns.
 pub fn personas_from_csv(path: &str) -> Result<CalleeMaps, String> {
-    let mut reader = csv::Reader::from_path(path).map_err(|e| format!("{path}: {e}"))?;
+    personas_from_text(&leads_text(Some(path))?)
+}
+
+/// Personas and languages per number, from leads CSV text.
+pub fn personas_from_text(text: &str) -> Result<CalleeMaps, String> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| e.to_string())?.clone();
     let col = |name: &str| {
         headers
@@ -69,18 +87,38 @@ pub async fn start_emulators(
     media_url: Option<String>,
     leads_csv: Option<&str>,
 ) -> Result<Emulators, Box<dyn std::error::Error>> {
-    let addr = |port| SocketAddr::from((host, port));
+    let text = match leads_csv {
+        Some(p) => Some(leads_text(Some(p))?),
+        None => None,
+    };
+    start_emulators_with(host, ports, demo_exotel(media_url, text.as_deref())?).await
+}
+
+/// The demo's Exotel: rings for 1.5 s, each number's callee from the leads' `persona` column.
+pub fn demo_exotel(
+    media_url: Option<String>,
+    leads_csv: Option<&str>,
+) -> Result<ExotelConfig, String> {
     let (personas, languages) = match leads_csv {
-        Some(p) => personas_from_csv(p)?,
+        Some(text) => personas_from_text(text)?,
         None => Default::default(),
     };
-    let exotel_config = ExotelConfig {
+    Ok(ExotelConfig {
         ring_delay: Duration::from_millis(1500),
         media_url,
         personas,
         languages,
         ..ExotelConfig::default()
-    };
+    })
+}
+
+/// Starts the four emulators, Exotel's as configured.
+pub async fn start_emulators_with(
+    host: [u8; 4],
+    ports: [u16; 4],
+    exotel_config: ExotelConfig,
+) -> Result<Emulators, Box<dyn std::error::Error>> {
+    let addr = |port| SocketAddr::from((host, port));
     let (exotel_run, exotel_handle) = exotel::spawn(exotel_config, addr(ports[0])).await?;
     let (dg_run, _) = deepgram::spawn_on(deepgram::Config::default(), addr(ports[1])).await?;
     let (oa_run, _) = openai::spawn_on(openai::Config::default(), addr(ports[2])).await?;
@@ -135,13 +173,14 @@ pub fn env_lines(e: &Emulators) -> Vec<String> {
     ]
 }
 
-/// `voice-agent demo`: the service and the emulators in one process; dials every lead of
-/// `leads_csv` and prints a report.
+/// `voice-agent demo`: the service and the emulators in one process; dials every lead of the
+/// CSV at `leads` (the compiled-in example leads when `None`) and prints a report.
 pub async fn run_demo(
-    leads_csv: &str,
+    leads: Option<&str>,
     keep_running: bool,
     timeout: Duration,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let leads_csv = leads_text(leads)?;
     let dir = tempfile_dir()?;
     let db = format!("sqlite://{}", dir.join("demo.db").display());
     let mut settings = Settings::for_database(&db);
@@ -160,31 +199,21 @@ pub async fn run_demo(
         base.replacen("http", "ws", 1),
         settings.webhook_secret.expose()
     );
-    let emulators =
-        start_emulators([127, 0, 0, 1], [0; 4], Some(media_url), Some(leads_csv)).await?;
+    // One clock for the service and the emulated carrier, so a call's dial, answer and end
+    // times are on one timeline even when the demo moves the service's clock (below).
+    let clock = demo_clock();
+    let exotel_config = ExotelConfig {
+        clock: clock.clone(),
+        ..demo_exotel(Some(media_url), Some(&leads_csv))?
+    };
+    let emulators = start_emulators_with([127, 0, 0, 1], [0; 4], exotel_config).await?;
     use_emulators(&mut settings, &emulators);
     println!(
         "voice-agent demo: service on {base}, database {db}, emulated Exotel/Deepgram/OpenAI/ElevenLabs"
     );
 
-    let state = crate::startup::AppState::build(settings).await?;
-    // Calls are only legal 09:00–21:00 in India; outside those hours the demo runs the service
-    // clock at 11:00 IST today (the emulated callers do not mind).
-    let india = Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
-    if !(10..18).contains(&india.hour()) {
-        let eleven = india
-            .date_naive()
-            .and_hms_opt(11, 0, 0)
-            .expect("valid time");
-        let at = chrono::TimeZone::from_local_datetime(&chrono_tz::Asia::Kolkata, &eleven)
-            .single()
-            .expect("IST has no DST");
-        state.clock.set(at.with_timezone(&Utc));
-        println!(
-            "It is {} in India, outside calling hours: the demo runs the service clock at 11:00 IST.",
-            india.format("%H:%M")
-        );
-    }
+    let mut state = crate::startup::AppState::build(settings).await?;
+    state.clock = clock;
     let dialer = std::sync::Arc::new(crate::dialer::Dialer::new(&state));
     state.tasks.spawn(dialer.run(state.shutdown.clone()));
     let server_state = state.clone();
@@ -214,7 +243,7 @@ pub async fn run_demo(
         .json()
         .await?;
     let id = campaign["id"].as_i64().ok_or("campaign not created")?;
-    let csv = std::fs::read(leads_csv)?;
+    let csv = leads_csv.clone().into_bytes();
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(csv).file_name("leads.csv"),
@@ -261,7 +290,7 @@ pub async fn run_demo(
             break;
         }
     }
-    print_report(&state, id, &emulators).await?;
+    print_report(&state, id, &emulators, &leads_csv).await?;
     if keep_running {
         println!(
             "\nThe service stays up on {base} (Ctrl-C to stop). Try: curl {base}/campaigns/{id}"
@@ -271,6 +300,31 @@ pub async fn run_demo(
     stop.cancel();
     let _ = server.await;
     Ok(())
+}
+
+/// The demo's clock: real time when every example lead can be called for the next hours, else
+/// 11:00 IST today (the emulated callers do not mind). Calls are legal 09:00–21:00 local time,
+/// and one example lead is in Dubai, 90 minutes behind India: from 11:00 to 18:00 IST every
+/// lead's window is open (before 10:30 IST the Dubai lead would wait for its 09:00).
+fn demo_clock() -> crate::clock::Clock {
+    let clock = crate::clock::Clock::default();
+    let india = Utc::now().with_timezone(&chrono_tz::Asia::Kolkata);
+    if !(11..18).contains(&india.hour()) {
+        let eleven = india
+            .date_naive()
+            .and_hms_opt(11, 0, 0)
+            .expect("valid time");
+        let at = chrono::TimeZone::from_local_datetime(&chrono_tz::Asia::Kolkata, &eleven)
+            .single()
+            .expect("IST has no DST");
+        clock.set(at.with_timezone(&Utc));
+        println!(
+            "It is {} in India, outside the hours when every example lead may be called: the \
+             demo runs its clock (the service's and the emulated carrier's) at 11:00 IST.",
+            india.format("%H:%M")
+        );
+    }
+    clock
 }
 
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
@@ -283,6 +337,7 @@ async fn print_report(
     state: &crate::startup::AppState,
     campaign: i64,
     e: &Emulators,
+    leads_csv: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let store = &state.store;
     let page = store
@@ -295,7 +350,7 @@ async fn print_report(
             },
         )
         .await?;
-    let (personas, _) = personas_from_csv("examples/leads.csv").unwrap_or_default();
+    let (personas, _) = personas_from_text(leads_csv).unwrap_or_default();
     println!(
         "\n{:<22} {:<15} {:<14} {:<14} {:>3} {:>5}  transcript",
         "lead", "persona", "status", "outcome", "att", "turns"

@@ -43,6 +43,7 @@ pub mod store;
 pub mod telemetry;
 pub mod telephony;
 pub mod text;
+pub mod tls;
 pub mod ui;
 pub mod urls;
 pub mod voice;

@@ -40,6 +40,8 @@ pub struct AppState {
     pub providers: Arc<crate::providers::Providers>,
     /// This instance's Prometheus registry (`GET /metrics`); never a process-global one.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The carrier account's request slots, shared by every instance (`dialer::rate`).
+    pub dial_rate: Arc<crate::dialer::rate::DialRate>,
 }
 
 impl axum::extract::FromRef<AppState> for Arc<crate::metrics::Metrics> {
@@ -54,10 +56,14 @@ pub enum StartupError {
     Store(#[from] crate::store::StoreError),
     #[error("sessions: {0}")]
     Sessions(#[from] crate::sessions::SessionError),
+    #[error("dial rate: {0}")]
+    Bucket(#[from] crate::store::bucket::BucketError),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl AppState {
@@ -65,7 +71,8 @@ impl AppState {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = crate::store::connect_with(&settings.database_url, settings.db_wait).await?;
         let sessions = crate::sessions::connect(settings.redis_url.as_deref()).await?;
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_client()
+            .map_err(StartupError::Tls)?
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
             .pool_idle_timeout(Duration::from_secs(90))
@@ -73,6 +80,22 @@ impl AppState {
         let outside_http =
             crate::urls::outside_client(crate::urls::UrlPolicy::new(settings.allow_private_urls))?;
         let metrics = Arc::new(crate::metrics::Metrics::new());
+        let redis_bucket: Option<Arc<dyn crate::store::bucket::RateBucket>> =
+            match settings.redis_url.as_deref() {
+                Some(url) => Some(Arc::new(
+                    crate::store::bucket::RedisBucket::connect(url, "va").await?,
+                )),
+                None => None,
+            };
+        let dial_rate = Arc::new(crate::dialer::rate::DialRate::new(
+            store.clone(),
+            redis_bucket,
+            crate::dialer::rate::DialRate::account_key(
+                &settings.exotel.base_url,
+                settings.exotel.account_sid.as_deref(),
+            ),
+            settings.dialer.rate_per_sec,
+        ));
         let providers =
             crate::providers::Providers::from_settings(&settings, http.clone(), &metrics);
         Ok(Self {
@@ -86,6 +109,7 @@ impl AppState {
             clock: crate::clock::Clock::default(),
             providers: Arc::new(providers),
             metrics,
+            dial_rate,
         })
     }
 }
@@ -126,6 +150,11 @@ pub fn router(state: AppState) -> Router {
         ))
         .with_state(state)
 }
+
+/// How long background tasks (live calls saying goodbye, the dialer, deliveries) get to stop
+/// after the listener closes. A deployment's grace period must be longer
+/// (`deploy/kubernetes/deployment.yaml`, checked by `tests/api/deploy.rs`).
+pub const DRAIN: Duration = Duration::from_secs(30);
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish and
 /// stops background tasks (waiting at most `drain` for them).
@@ -199,11 +228,8 @@ pub async fn serve(
     tracing::info!("stopped accepting requests; stopping background tasks");
     token.cancel();
     tasks.close();
-    if tokio::time::timeout(Duration::from_secs(30), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("background tasks did not stop within 30 s");
+    if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
+        tracing::warn!(drain = ?DRAIN, "background tasks did not stop in time");
     }
     tracing::info!("voice-agent stopped");
     Ok(())

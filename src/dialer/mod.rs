@@ -3,9 +3,10 @@
 //! reconciler settle them; `settle` turns a finished call into the lead's next state.
 
 pub mod api;
+pub mod rate;
 pub mod reconciler;
 pub mod scheduler;
 pub mod settle;
 pub mod window;
 
-pub use scheduler::{Dialer, Outcome};
+pub use scheduler::{Dialer, DialerError, Outcome};

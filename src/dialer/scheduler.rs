@@ -5,23 +5,40 @@
 //! The caps are counted in the database inside the claim, so they hold across instances.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::reconciler::{ReconcileOutcome, reconcile_once};
+use super::rate::{DialRate, Reservation};
+use super::reconciler::{ReconcileOutcome, Reconciler, Schedule};
 use super::settle::settle_call;
 use super::window::{Check, Window};
 use crate::config::Settings;
 use crate::phone::E164;
 use crate::providers::exotel::{ConnectRequest, ExotelClient, ExotelError};
+use crate::store::bucket::BucketError;
 use crate::store::{
     CallStatus, CampaignStatus, CarrierUpdate, ClaimRequest, Claimed, LeadStatus, LeadUpdate,
-    Store, StoreResult,
+    Store, StoreError, StoreResult,
 };
+
+/// A campaign's reserved slots and the tick's instant, on the service clock and the runtime's.
+struct Paced {
+    slots: Reservation,
+    now: DateTime<Utc>,
+    started: tokio::time::Instant,
+}
+
+/// Why an attempt was not answered by the carrier.
+enum NotPlaced {
+    Sent(ExotelError),
+    /// Not sent: the account is held until then (a 429 seen by any instance).
+    Held(DateTime<Utc>),
+}
+use NotPlaced::{Held, Sent};
 
 /// What one tick did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -39,30 +56,13 @@ pub struct Outcome {
     pub completed_campaigns: Vec<i64>,
 }
 
-/// Calls per second, as a token bucket holding at most one second's worth.
-#[derive(Debug)]
-struct Pacer {
-    rate: f64,
-    tokens: f64,
-    last: Option<DateTime<Utc>>,
-}
-
-impl Pacer {
-    fn take(&mut self, now: DateTime<Utc>) -> i64 {
-        let capacity = self.rate.max(1.0);
-        let elapsed = self.last.map_or(capacity / self.rate, |l| {
-            (now - l).num_milliseconds().max(0) as f64 / 1000.0
-        });
-        self.tokens = (self.tokens + elapsed * self.rate).min(capacity);
-        self.last = Some(now);
-        let n = self.tokens.floor();
-        self.tokens -= n;
-        n as i64
-    }
-
-    fn give_back(&mut self, n: i64) {
-        self.tokens += n as f64;
-    }
+/// Why a tick failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Rate(#[from] BucketError),
 }
 
 pub struct Dialer {
@@ -70,10 +70,9 @@ pub struct Dialer {
     settings: Arc<Settings>,
     /// `Err` names the missing setting; running campaigns are paused with it.
     exotel: Result<ExotelClient, String>,
-    pacer: Mutex<Pacer>,
+    /// The carrier account's request slots, shared with every instance.
+    rate: Arc<DialRate>,
     clock: crate::clock::Clock,
-    /// After a 429, no dialling before this instant.
-    backoff_until: Mutex<Option<DateTime<Utc>>>,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -86,17 +85,11 @@ impl Dialer {
             &settings.exotel,
             settings.dialer.direct_stream,
         );
-        let rate = settings.dialer.rate_per_sec;
         Self {
             store,
             settings,
             exotel,
-            pacer: Mutex::new(Pacer {
-                rate,
-                tokens: 0.0,
-                last: None,
-            }),
-            backoff_until: Mutex::new(None),
+            rate: state.dial_rate.clone(),
             clock: state.clock.clone(),
             metrics: state.metrics.clone(),
         }
@@ -123,74 +116,77 @@ impl Dialer {
         self.metrics.db.time(op, query).await
     }
 
-    /// One tick at `now`.
-    pub async fn run_once(&self, now: DateTime<Utc>) -> StoreResult<Outcome> {
+    /// One tick at `now`: for each running campaign, reserve the carrier's request slots of
+    /// the next tick period, claim that many due leads, give back the slots not needed, and
+    /// place each call at its slot.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<Outcome, DialerError> {
+        // `now` may be any instant (tests); slots are waited for relative to it.
+        let started = tokio::time::Instant::now();
         let mut out = Outcome::default();
-        let backing_off = self
-            .backoff_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|until| until > now);
-        if !backing_off {
-            let mut budget = self
-                .pacer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(now);
-            let campaigns = self
-                .db("running_campaigns", self.store.running_campaigns())
-                .await?;
-            for campaign in campaigns {
-                if budget <= 0 {
-                    break;
+        let horizon = self.settings.dialer.tick;
+        let (running, due) = self
+            .db("campaign_gauges", self.store.campaign_gauges(now))
+            .await?;
+        self.metrics.dialer.campaigns_running.set(running);
+        self.metrics.dialer.campaigns_due.set(due);
+        let campaigns = self
+            .db("running_campaigns", self.store.running_campaigns())
+            .await?;
+        for campaign in campaigns {
+            let exotel = match &self.exotel {
+                Ok(c) => c,
+                Err(why) => {
+                    let reason = format!("cannot dial: Exotel is not configured ({why})");
+                    self.pause(campaign.id, &reason, now, &mut out).await?;
+                    continue;
                 }
-                let exotel = match &self.exotel {
-                    Ok(c) => c,
-                    Err(why) => {
-                        let reason = format!("cannot dial: Exotel is not configured ({why})");
-                        self.pause(campaign.id, &reason, now, &mut out).await?;
-                        continue;
-                    }
-                };
-                let spec = campaign.spec.clone();
-                let window = move |lead: &crate::store::Lead| match Window::for_lead(
-                    &spec.calling_window,
-                    &spec.timezone,
-                    lead.timezone.as_deref(),
-                )
-                .check(now)
-                {
-                    Check::Open => Ok(()),
-                    Check::OpensAt(t) => Err(t),
-                    Check::Never => Err(now + Duration::days(1)),
-                };
-                let request = ClaimRequest {
-                    campaign_id: campaign.id,
-                    now,
-                    campaign_cap: campaign.spec.max_concurrent_calls as i64,
-                    global_cap: self.settings.max_concurrent_calls as i64,
-                    limit: budget,
-                };
-                let started = std::time::Instant::now();
-                let claim = self.store.claim_leads(&request, &window).await;
-                let took = started.elapsed();
-                self.metrics
-                    .dialer
-                    .claim_duration
-                    .observe(took.as_secs_f64());
-                self.metrics.db.observe("claim_leads", took);
-                let claim = claim?;
-                budget -= claim.claimed.len() as i64;
-                out.claimed += claim.claimed.len() as u64;
-                out.deferred += claim.deferred;
-                out.do_not_call += claim.do_not_call;
-                self.dial_all(exotel, campaign.id, claim.claimed, now, &mut out)
-                    .await?;
+            };
+            let want = self.rate.per_horizon(horizon);
+            let slots = self.rate.reserve(now, want, horizon).await?;
+            if slots.count() == 0 {
+                break;
             }
-            self.pacer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .give_back(budget.max(0));
+            let spec = campaign.spec.clone();
+            let window = move |lead: &crate::store::Lead| match Window::for_lead(
+                &spec.calling_window,
+                &spec.timezone,
+                lead.timezone.as_deref(),
+            )
+            .check(now)
+            {
+                Check::Open => Ok(()),
+                Check::OpensAt(t) => Err(t),
+                Check::Never => Err(now + Duration::days(1)),
+            };
+            let request = ClaimRequest {
+                campaign_id: campaign.id,
+                now,
+                campaign_cap: campaign.spec.max_concurrent_calls as i64,
+                global_cap: self.settings.max_concurrent_calls as i64,
+                limit: slots.count() as i64,
+            };
+            let claim_started = std::time::Instant::now();
+            let claim = self.store.claim_leads(&request, &window).await;
+            let took = claim_started.elapsed();
+            self.metrics
+                .dialer
+                .claim_duration
+                .observe(took.as_secs_f64());
+            self.metrics.db.observe("claim_leads", took);
+            let claim = claim?;
+            self.rate
+                .give_back(&slots, claim.claimed.len() as u32)
+                .await?;
+            out.claimed += claim.claimed.len() as u64;
+            out.deferred += claim.deferred;
+            out.do_not_call += claim.do_not_call;
+            let paced = Paced {
+                slots,
+                now,
+                started,
+            };
+            self.dial_all(exotel, campaign.id, claim.claimed, &paced, &mut out)
+                .await?;
         }
         out.completed_campaigns = self
             .db(
@@ -204,18 +200,43 @@ impl Dialer {
         Ok(out)
     }
 
+    /// Waits for the `i`-th slot; `Some(hold)` when the carrier asked (through any instance)
+    /// to wait past it, so the request must not be sent.
+    async fn wait_for_slot(
+        &self,
+        paced: &Paced,
+        i: u32,
+    ) -> Result<Option<DateTime<Utc>>, BucketError> {
+        let slot = paced.slots.slot(i);
+        let Ok(wait) = (slot - paced.now).to_std() else {
+            return Ok(None);
+        };
+        if wait.is_zero() {
+            return Ok(None);
+        }
+        tokio::time::sleep_until(paced.started + wait).await;
+        self.rate.held_at(slot).await
+    }
+
     async fn dial_all(
         &self,
         exotel: &ExotelClient,
         campaign_id: i64,
         claimed: Vec<Claimed>,
-        now: DateTime<Utc>,
+        paced: &Paced,
         out: &mut Outcome,
     ) -> StoreResult<()> {
+        let now = paced.now;
         let callback = self.status_callback_url();
-        let attempts = claimed.iter().map(|c| {
+        let attempts = claimed.iter().zip(0..).map(|(c, i)| {
             let callback = callback.clone();
             async move {
+                match self.wait_for_slot(paced, i).await {
+                    Ok(None) => {}
+                    Ok(Some(until)) => return (c, Err(Held(until))),
+                    // The slot is ours either way; only the hold could not be read.
+                    Err(e) => tracing::warn!(error = %e, "cannot read the carrier's hold"),
+                }
                 let result = match E164::parse(&c.lead.phone) {
                     Ok(to) => {
                         let req = ConnectRequest {
@@ -233,21 +254,34 @@ impl Dialer {
                         message: e.to_string(),
                     }),
                 };
-                (c, result)
+                (c, result.map_err(Sent))
             }
         });
         let mut paused = false;
         for (claimed, result) in join_all(attempts).await {
             let call_id = claimed.call_id;
             let masked = crate::phone::mask(&claimed.lead.phone);
-            if let Err(e) = &result {
-                self.metrics.providers.exotel_error(e);
-            }
+            let result = match result {
+                Ok(sid) => Ok(sid),
+                Err(Sent(e)) => {
+                    self.metrics.providers.exotel_error(&e);
+                    Err(e)
+                }
+                Err(Held(until)) => {
+                    let release =
+                        self.store
+                            .release_claim(call_id, "carrier rate limit", until, now);
+                    self.db("release_claim", release).await?;
+                    out.released += 1;
+                    continue;
+                }
+            };
             match result {
                 Ok(sid) => {
                     self.db("mark_dialing", self.store.mark_dialing(call_id, &sid, now))
                         .await?;
                     tracing::info!(call_id, campaign_id, phone = %masked, attempt = claimed.lead.attempts, "call placed");
+                    self.metrics.dialer.calls_placed.inc();
                     out.dialed += 1;
                 }
                 Err(ExotelError::Config { status, message }) => {
@@ -264,8 +298,10 @@ impl Dialer {
                     let wait = retry_after
                         .and_then(|d| Duration::from_std(d).ok())
                         .unwrap_or(Duration::seconds(30));
-                    *self.backoff_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(now + wait);
+                    // Every instance waits: the limit is the account's.
+                    if let Err(e) = self.rate.hold(now + wait).await {
+                        tracing::error!(error = %e, "cannot share the carrier's Retry-After");
+                    }
                     let release =
                         self.store
                             .release_claim(call_id, "carrier rate limit", now + wait, now);
@@ -361,20 +397,30 @@ impl Dialer {
         Ok(())
     }
 
-    /// Settles stale calls through the carrier's call-details API.
+    fn reconciler(&self) -> Reconciler<'_> {
+        Reconciler {
+            store: self.store.as_ref(),
+            exotel: self.exotel.as_ref().ok(),
+            metrics: &self.metrics,
+            rate: Some(&self.rate),
+        }
+    }
+
+    /// Settles stale calls through the carrier's call-details API (the sweep).
     pub async fn reconcile(
         &self,
         now: DateTime<Utc>,
         older_than: Duration,
     ) -> StoreResult<ReconcileOutcome> {
-        reconcile_once(
-            self.store.as_ref(),
-            self.exotel.as_ref().ok(),
-            &self.metrics,
-            now,
-            older_than,
-        )
-        .await
+        self.reconciler().sweep(now, older_than).await
+    }
+
+    /// Settles calls whose media stream ended over `RECONCILE_AFTER_MEDIA_SECS` ago while the
+    /// carrier's final status has not come.
+    pub async fn reconcile_ended(&self, now: DateTime<Utc>) -> StoreResult<ReconcileOutcome> {
+        let after = Duration::from_std(self.settings.dialer.reconcile_after_media)
+            .unwrap_or(Duration::minutes(1));
+        self.reconciler().after_media(now, after).await
     }
 
     /// Ticks until `shutdown`; settles orphans at start and stale calls periodically.
@@ -390,9 +436,11 @@ impl Dialer {
         }
         let mut tick = tokio::time::interval(self.settings.dialer.tick);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let reconcile_every =
-            std::time::Duration::from_secs(60).min(self.settings.dialer.reconcile_after);
-        let mut last_reconcile = tokio::time::Instant::now();
+        let mut schedule = Schedule::new(
+            self.settings.dialer.reconcile_after_media,
+            self.settings.dialer.reconcile_after,
+            tokio::time::Instant::now(),
+        );
         loop {
             let scheduled = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -403,11 +451,16 @@ impl Dialer {
             if let Err(e) = self.run_once(self.clock.now()).await {
                 tracing::error!(error = %e, "dialer tick failed");
             }
-            if last_reconcile.elapsed() >= reconcile_every {
-                last_reconcile = tokio::time::Instant::now();
-                if let Err(e) = self.reconcile(self.clock.now(), older).await {
-                    tracing::error!(error = %e, "reconciliation failed");
-                }
+            let due = schedule.due(tokio::time::Instant::now());
+            if due.after_media
+                && let Err(e) = self.reconcile_ended(self.clock.now()).await
+            {
+                tracing::error!(error = %e, "reconciliation after media failed");
+            }
+            if due.sweep
+                && let Err(e) = self.reconcile(self.clock.now(), older).await
+            {
+                tracing::error!(error = %e, "reconciliation failed");
             }
         }
         tracing::info!("dialer stopped");

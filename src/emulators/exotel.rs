@@ -40,8 +40,17 @@ pub struct ExotelConfig {
     pub outcomes: HashMap<String, CalleeOutcome>,
     /// Requests per minute per account before 429 (Exotel: 200); `None` = unlimited.
     pub rate_limit_per_min: Option<u32>,
+    /// Connect requests in any one second before 429 (`Retry-After: 1`); `None` = unlimited.
+    /// A sliding window over the arrival times: the strictest reading of "N per second".
+    pub rate_limit_per_sec: Option<u32>,
     /// Send status callbacks (turn off to emulate lost webhooks).
     pub send_callbacks: bool,
+    /// Send the `answered` callback but lose every `terminal` one (the call stays active at the
+    /// bot until it asks the call-details API).
+    pub drop_terminal_callbacks: bool,
+    /// The clock of the times the emulator writes (callbacks, call details): the service's
+    /// when they run together with a shifted clock (the demo), so a call has one timeline.
+    pub clock: crate::clock::Clock,
     /// The bot's `/media` WebSocket URL, as configured in the flow's Voicebot applet (flow mode).
     /// A request's `StreamUrl` (direct-stream mode) takes precedence. With neither, answered
     /// calls just last `talk_time`.
@@ -69,7 +78,10 @@ impl Default for ExotelConfig {
             default_outcome: CalleeOutcome::Answered,
             outcomes: HashMap::new(),
             rate_limit_per_min: None,
+            rate_limit_per_sec: None,
             send_callbacks: true,
+            drop_terminal_callbacks: false,
+            clock: crate::clock::Clock::default(),
             media_url: None,
             callee: CalleeConfig::default(),
             personas: HashMap::new(),
@@ -85,6 +97,8 @@ pub struct ConnectRecord {
     pub form: Vec<(String, String)>,
     pub authorization: Option<String>,
     pub status: u16,
+    /// When the request arrived.
+    pub received_at: Instant,
 }
 
 impl ConnectRecord {
@@ -110,6 +124,9 @@ struct EmuCall {
     status: String,
     answered_by: Option<String>,
     duration: Option<u64>,
+    /// When the call ended at the carrier (the callee hung up, or it was never answered).
+    ended_at: Option<Instant>,
+    end_time: Option<String>,
 }
 
 #[derive(Default)]
@@ -119,6 +136,7 @@ struct Inner {
     /// Statuses to answer the next connect requests with (429, 500, 401…), in order.
     faults: VecDeque<u16>,
     recent: VecDeque<Instant>,
+    last_second: VecDeque<Instant>,
     active: u64,
     max_active: u64,
     callbacks_sent: u64,
@@ -198,6 +216,15 @@ impl ExotelHandle {
         self.lock().media_failures
     }
 
+    /// When each call ended at the carrier, by sid (calls still going on are left out).
+    pub fn ended_calls(&self) -> Vec<(String, Instant)> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|(sid, c)| c.ended_at.map(|t| (sid.clone(), t)))
+            .collect()
+    }
+
     /// Numbers dialled, one entry per accepted call.
     pub fn dialled(&self) -> Vec<String> {
         self.lock()
@@ -265,6 +292,7 @@ async fn connect(
         form,
         authorization: auth,
         status: 200,
+        received_at: Instant::now(),
     };
     let response = decide_connect(&h, &account, &headers, &record);
     record.status = response.0.as_u16();
@@ -274,7 +302,7 @@ async fn connect(
         Err(resp) => resp,
         Ok(sid) => {
             tokio::spawn(simulate_callee(h.clone(), sid.clone(), record));
-            let now = exotel_now();
+            let now = exotel_now(&h.config.clock);
             let body = json!({"Call": {
                 "Sid": sid, "ParentCallSid": null, "AccountSid": account,
                 "From": h.lock().calls.get(&sid).map(|c| c.from.clone()),
@@ -308,23 +336,32 @@ fn decide_connect(
         drop(inner);
         return fail(status, "injected fault");
     }
-    if let Some(limit) = h.config.rate_limit_per_min {
-        let now = Instant::now();
-        while inner
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60))
-        {
-            inner.recent.pop_front();
+    let now = record.received_at;
+    let limits = [
+        (h.config.rate_limit_per_min, Duration::from_secs(60)),
+        (h.config.rate_limit_per_sec, Duration::from_secs(1)),
+    ];
+    let Inner {
+        recent,
+        last_second,
+        ..
+    } = &mut *inner;
+    let mut windows = [recent, last_second];
+    let limited = limits
+        .iter()
+        .zip(windows.iter_mut())
+        .any(|((limit, span), window)| limit.is_some_and(|l| full(window, now, *span, l)));
+    if limited {
+        drop(inner);
+        let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+        resp.headers_mut()
+            .insert("retry-after", "1".parse().expect("header"));
+        return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
+    }
+    for ((limit, _), window) in limits.iter().zip(windows) {
+        if limit.is_some() {
+            window.push_back(now);
         }
-        if inner.recent.len() as u32 >= limit {
-            drop(inner);
-            let mut resp = rest_error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
-            resp.headers_mut()
-                .insert("retry-after", "1".parse().expect("header"));
-            return (StatusCode::TOO_MANY_REQUESTS, Err(resp));
-        }
-        inner.recent.push_back(now);
     }
     let from = record.get("From").unwrap_or("");
     if from.is_empty() || record.get("CallerId").is_none_or(str::is_empty) {
@@ -349,11 +386,25 @@ fn decide_connect(
             status: "in-progress".into(),
             answered_by: None,
             duration: None,
+            ended_at: None,
+            end_time: None,
         },
     );
     inner.active += 1;
     inner.max_active = inner.max_active.max(inner.active);
     (StatusCode::OK, Ok(sid))
+}
+
+/// Whether `limit` accepted requests arrived within `span` before `now` (a sliding window of
+/// arrival times; older ones are forgotten).
+fn full(window: &mut VecDeque<Instant>, now: Instant, span: Duration, limit: u32) -> bool {
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= span)
+    {
+        window.pop_front();
+    }
+    window.len() as u32 >= limit
 }
 
 /// Who answers `number`, and how.
@@ -435,10 +486,15 @@ async fn simulate_callee(h: ExotelHandle, sid: String, record: ConnectRecord) {
             c.status = status.into();
             c.duration = duration;
             c.answered_by = answered_by.map(str::to_string);
+            c.ended_at = Some(Instant::now());
+            c.end_time = Some(exotel_now(&h.config.clock));
         }
         inner.active = inner.active.saturating_sub(1);
     }
     let event = events.contains(&"terminal").then_some("terminal");
+    if h.config.drop_terminal_callbacks {
+        return;
+    }
     send_callback(&h, &record, &sid, status, event, duration, answered_by).await;
 }
 
@@ -480,7 +536,7 @@ async fn send_callback(
     else {
         return;
     };
-    let now = exotel_now();
+    let now = exotel_now(&h.config.clock);
     let mut fields: Vec<(&str, String)> = vec![
         ("CallSid", sid.to_string()),
         ("Status", status.to_string()),
@@ -556,14 +612,16 @@ async fn details(
     let body = json!({"Call": {
         "Sid": sid, "AccountSid": account, "From": call.from, "Status": call.status,
         "Duration": call.duration, "AnsweredBy": call.answered_by, "RecordingUrl": null,
+        "EndTime": call.end_time,
         "Direction": "outbound-api"
     }});
     axum::Json(body).into_response()
 }
 
 /// Now as Exotel writes times: `YYYY-MM-DD HH:mm:ss` in IST (India Standard Time), no zone.
-fn exotel_now() -> String {
-    chrono::Utc::now()
+fn exotel_now(clock: &crate::clock::Clock) -> String {
+    clock
+        .now()
         .with_timezone(&chrono_tz::Asia::Kolkata)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()

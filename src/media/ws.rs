@@ -278,6 +278,7 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
     let (stt, tts) = Box::pin(async {
         tokio::join!(state.providers.stt.open(&listen), tts_vendor.open(&speak))
     })
+    .instrument(span.clone())
     .await;
     let (stt, tts) = match (stt, tts) {
         (Ok(s), Ok(t)) => (s, t),
@@ -332,11 +333,14 @@ async fn handle(socket: WebSocket, state: AppState, query: HashMap<String, Strin
         state.shutdown.clone(),
         meters,
     )
-    .instrument(span)
+    .instrument(span.clone())
     .await;
     tracing::info!(call_id, ?ending, "call ended");
     let _ = writes.await;
-    Box::pin(after_call(&state, call_id, &campaign)).await;
+    // The summary request belongs to the call's trace too.
+    Box::pin(after_call(&state, call_id, &campaign))
+        .instrument(span)
+        .await;
     let _ = state.sessions.remove(&call_id.to_string()).await;
 }
 

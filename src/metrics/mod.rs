@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -43,6 +44,7 @@ pub struct Metrics {
     pub providers: ProviderMetrics,
     pub dialer: DialerMetrics,
     pub db: DbMetrics,
+    pub webhooks: WebhookMetrics,
     pub(crate) http: Family<http::RequestLabels, Counter>,
 }
 
@@ -65,6 +67,51 @@ pub struct DialerMetrics {
     pub tick_lag: Histogram,
     /// `claim_leads`: one transaction, behind the advisory lock on PostgreSQL.
     pub claim_duration: Histogram,
+    /// Calls the carrier accepted (connect answered 200).
+    pub calls_placed: Counter,
+    /// Running campaigns, and those of them with a lead due now (read from the database each
+    /// tick, so every instance reports the same figure: take the `max` across instances).
+    pub campaigns_running: Gauge,
+    pub campaigns_due: Gauge,
+}
+
+/// Outbound webhook attempts by result.
+#[derive(Clone, Debug)]
+pub struct WebhookMetrics {
+    attempts: Family<ResultLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// How a webhook attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookResult {
+    Delivered,
+    /// Failed; another attempt is scheduled.
+    Retrying,
+    /// Failed for the last time (`WEBHOOK_MAX_ATTEMPTS`).
+    Failed,
+}
+
+impl WebhookMetrics {
+    const RESULTS: [(WebhookResult, &'static str); 3] = [
+        (WebhookResult::Delivered, "delivered"),
+        (WebhookResult::Retrying, "retrying"),
+        (WebhookResult::Failed, "failed"),
+    ];
+
+    pub fn attempt(&self, result: WebhookResult) {
+        let label = Self::RESULTS
+            .iter()
+            .find(|(r, _)| *r == result)
+            .map_or("failed", |(_, l)| l);
+        self.attempts
+            .get_or_create(&ResultLabels { result: label })
+            .inc();
+    }
 }
 
 /// Database round trips of the dialer and of the calls' writer, by operation.
@@ -90,7 +137,16 @@ impl Metrics {
         let dialer = DialerMetrics {
             tick_lag: fast_histogram(),
             claim_duration: fast_histogram(),
+            calls_placed: Counter::default(),
+            campaigns_running: Gauge::default(),
+            campaigns_due: Gauge::default(),
         };
+        let webhooks = WebhookMetrics {
+            attempts: Family::default(),
+        };
+        for (_, result) in WebhookMetrics::RESULTS {
+            let _ = webhooks.attempts.get_or_create(&ResultLabels { result });
+        }
         let db = DbMetrics {
             queries: Family::new_with_constructor(fast_histogram),
         };
@@ -113,6 +169,27 @@ impl Metrics {
             Unit::Seconds,
             dialer.claim_duration.clone(),
         );
+        r.register(
+            "dialer_calls_placed",
+            "Calls the carrier accepted from this instance's dialer",
+            dialer.calls_placed.clone(),
+        );
+        r.register(
+            "campaigns_running",
+            "Campaigns in the running state (the database's count: the same on every instance)",
+            dialer.campaigns_running.clone(),
+        );
+        r.register(
+            "campaigns_due",
+            "Running campaigns with at least one lead due now (the database's count)",
+            dialer.campaigns_due.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Outbound webhook attempts by result: delivered, retrying (failed, will retry), \
+             failed (given up after WEBHOOK_MAX_ATTEMPTS)",
+            webhooks.attempts.clone(),
+        );
         r.register_with_unit(
             "db_query_duration",
             "Database round trips of the dialer and the call writer, by operation",
@@ -130,6 +207,7 @@ impl Metrics {
             providers,
             dialer,
             db,
+            webhooks,
             http,
         }
     }
@@ -190,6 +268,10 @@ mod tests {
             "# TYPE voice_agent_dialer_tick_lag_seconds histogram",
             "# TYPE voice_agent_dialer_claim_duration_seconds histogram",
             "voice_agent_db_query_duration_seconds_count{op=\"add_turn\"} 1",
+            "# TYPE voice_agent_dialer_calls_placed_total counter",
+            "# TYPE voice_agent_campaigns_running gauge",
+            "# TYPE voice_agent_campaigns_due gauge",
+            "voice_agent_webhook_attempts_total{result=\"failed\"} 0",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -82,6 +82,7 @@ pub struct Deliverer {
     settings: WebhookSettings,
     base_url: String,
     clock: Clock,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Deliverer {
@@ -93,6 +94,7 @@ impl Deliverer {
             settings: state.settings.webhooks.clone(),
             base_url: state.settings.our_base_url.clone(),
             clock: state.clock.clone(),
+            metrics: state.metrics.clone(),
         }
     }
 
@@ -110,11 +112,22 @@ impl Deliverer {
         let results = futures::future::join_all(claimed.iter().map(|d| self.attempt(d))).await;
         for (d, result) in claimed.iter().zip(results) {
             let result = self.judge(d, result);
-            match &result {
-                AttemptResult::Delivered { .. } => out.delivered += 1,
-                AttemptResult::Failed { retry_at: None, .. } => out.failed += 1,
-                AttemptResult::Failed { .. } => out.retrying += 1,
-            }
+            use crate::metrics::WebhookResult as R;
+            let kind = match &result {
+                AttemptResult::Delivered { .. } => {
+                    out.delivered += 1;
+                    R::Delivered
+                }
+                AttemptResult::Failed { retry_at: None, .. } => {
+                    out.failed += 1;
+                    R::Failed
+                }
+                AttemptResult::Failed { .. } => {
+                    out.retrying += 1;
+                    R::Retrying
+                }
+            };
+            self.metrics.webhooks.attempt(kind);
             self.store
                 .finish_webhook_attempt(d.id, d.attempts, &result, self.clock.now())
                 .await?;

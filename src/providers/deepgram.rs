@@ -258,8 +258,7 @@ impl Dialer {
                 .headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
         }
-        let connect =
-            tokio_tungstenite::connect_async_with_config(request, Some(super::ws_config()), true);
+        let connect = super::ws_connect(request);
         match tokio::time::timeout(self.timeout, connect).await {
             Err(_) => Err(SttError::ConnectTimeout(self.timeout)),
             Ok(Ok((ws, _response))) => Ok(ws),

@@ -82,6 +82,29 @@ pub fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig 
         .max_frame_size(Some(WS_MAX_MESSAGE))
 }
 
+/// Opens a provider WebSocket: [`ws_config`] and the shared TLS set-up ([`crate::tls`]).
+pub async fn ws_connect(
+    request: tokio_tungstenite::tungstenite::handshake::client::Request,
+) -> Result<
+    (
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        tokio_tungstenite::tungstenite::handshake::client::Response,
+    ),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let connector = crate::tls::ws_connector()
+        .map_err(|e| tokio_tungstenite::tungstenite::Error::Io(std::io::Error::other(e)))?;
+    tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(ws_config()),
+        true,
+        Some(connector),
+    )
+    .await
+}
+
 /// Read buffer per WebSocket (also used for the carrier's `/media` socket). tungstenite zeroes
 /// this much before every read, so it is sized near one carrier frame (~2.2 KiB of JSON).
 pub const WS_READ_BUFFER: usize = 4 * 1024;

@@ -58,6 +58,10 @@ pub trait CallStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> StoreResult<()>;
     /// Calls still holding a slot whose row has not changed since `updated_before`.
+    /// Calls still holding a slot whose media stream (and its post-call work) ended before
+    /// `ended_before`: the carrier's final status is late or lost.
+    async fn media_ended_active_calls(&self, ended_before: DateTime<Utc>)
+    -> StoreResult<Vec<Call>>;
     async fn stale_active_calls(&self, updated_before: DateTime<Utc>) -> StoreResult<Vec<Call>>;
 }
 
@@ -219,6 +223,19 @@ macro_rules! impl_call_store {
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn media_ended_active_calls(
+                &self,
+                ended_before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<Vec<$crate::store::Call>> {
+                Ok(sqlx::query_as::<$db, $crate::store::Call>(concat!(
+                    "SELECT ", call_columns!(), " FROM calls WHERE status IN ", active_call_statuses!(),
+                    " AND media_ended_at < $1 ORDER BY id LIMIT 500"
+                ))
+                .bind(ended_before)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn stale_active_calls(

@@ -41,6 +41,8 @@ pub trait CampaignStore: Send + Sync {
     async fn running_campaigns(&self) -> StoreResult<Vec<Campaign>>;
     /// Marks running campaigns whose leads are all final as completed; returns their ids.
     async fn complete_finished_campaigns(&self, now: DateTime<Utc>) -> StoreResult<Vec<i64>>;
+    /// Running campaigns, and how many of them have a lead due at `now` (the dialer's gauges).
+    async fn campaign_gauges(&self, now: DateTime<Utc>) -> StoreResult<(i64, i64)>;
 }
 
 /// Binds the fourteen configurable columns of a campaign in the order of `campaign_columns!`
@@ -188,6 +190,23 @@ macro_rules! impl_campaign_store {
                     "SELECT ", campaign_columns!(), " FROM campaigns WHERE status = 'running' ORDER BY id"
                 ))
                 .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn campaign_gauges(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<(i64, i64)> {
+                // EXISTS is one probe of the `leads_due` index per running campaign.
+                Ok(sqlx::query_as::<$db, (i64, i64)>(
+                    "SELECT COUNT(*), COALESCE(SUM(CASE WHEN EXISTS (SELECT 1 FROM leads \
+                     WHERE leads.campaign_id = campaigns.id \
+                     AND leads.status IN ('pending', 'retry', 'callback') \
+                     AND leads.next_attempt_at <= $1) THEN 1 ELSE 0 END), 0) \
+                     FROM campaigns WHERE status = 'running'",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
                 .await?)
             }
 

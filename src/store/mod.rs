@@ -29,6 +29,7 @@ mod turns;
 pub mod tallies;
 #[macro_use]
 mod ops_sql;
+pub mod bucket;
 mod models;
 mod ops;
 mod postgres;
@@ -140,6 +141,16 @@ pub trait Store:
     /// A round trip to the database, for `/health`.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Versions of the embedded migrations not (successfully) applied to this database, for
+    /// `/readyz`: an instance must not take traffic on a schema older than its code.
+    async fn missing_migrations(&self) -> StoreResult<Vec<i64>>;
+
+    /// The dial-rate buckets every instance shares, when this backend can hold them
+    /// (PostgreSQL). SQLite serves one instance: the dialer keeps its bucket in memory.
+    fn rate_bucket(&self) -> Option<&dyn bucket::RateBucket> {
+        None
+    }
+
     /// Starts an all-or-nothing lead import: nothing is visible until `commit`; dropping the
     /// importer rolls everything back.
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>>;
@@ -156,6 +167,28 @@ pub trait LeadImporter: Send {
         now: DateTime<Utc>,
     ) -> StoreResult<BatchOutcome>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// The versions of `migrator` absent from the database's `_sqlx_migrations` (or failed there).
+async fn missing_migrations<'c, E>(
+    migrator: &sqlx::migrate::Migrator,
+    conn: E,
+) -> StoreResult<Vec<i64>>
+where
+    E: sqlx::Executor<'c>,
+    i64: sqlx::Type<E::Database> + for<'r> sqlx::Decode<'r, E::Database>,
+    for<'q> <E::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<E::Database>,
+    (i64,): for<'r> sqlx::FromRow<'r, <E::Database as sqlx::Database>::Row>,
+{
+    let applied: Vec<(i64,)> = sqlx::query_as("SELECT version FROM _sqlx_migrations WHERE success")
+        .fetch_all(conn)
+        .await?;
+    let applied: std::collections::HashSet<i64> = applied.into_iter().map(|(v,)| v).collect();
+    Ok(migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect())
 }
 
 /// Opens the database named by `url`, creating an SQLite file if missing, and applies the

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use super::bucket::{BucketResult, RateBucket, SlotRequest, Slots};
 use super::{BatchOutcome, LeadImporter, NewLead, StoreError, StoreResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -38,6 +39,14 @@ impl_store!(PostgresStore, Postgres, super::Backend::Postgres,
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let tx = self.pool.begin().await?;
         Ok(Box::new(PostgresImporter { tx, campaign_id }))
+    }
+
+    async fn missing_migrations(&self) -> StoreResult<Vec<i64>> {
+        super::missing_migrations(&MIGRATOR, &self.pool).await
+    }
+
+    fn rate_bucket(&self) -> Option<&dyn RateBucket> {
+        Some(self)
     }
 });
 
@@ -94,6 +103,115 @@ const FOLD: [&str; 3] = [
      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 \
      ON CONFLICT (campaign_id, kind, ms) DO UPDATE SET n = t.n + excluded.n",
 ];
+// The first free slot of an existing row, then how many slots fit: `bucket::reserve_in` in
+// SQL. $1 account, $2 now, $3 want, $4 horizon, $5 interval, $6 MAX_AHEAD (µs). In `SET`,
+// `dial_rate.*` is the row as it was: every expression sees the same old values.
+macro_rules! first_slot {
+    () => {
+        "GREATEST($2, CASE WHEN dial_rate.next_us > $2 + $6 + $4 + $5 THEN $2 \
+         ELSE dial_rate.next_us END, dial_rate.hold_us)"
+    };
+}
+macro_rules! slot_count {
+    () => {
+        concat!(
+            "(CASE WHEN ",
+            first_slot!(),
+            " < $2 + $4 THEN LEAST($3, ($2 + $4 - ",
+            first_slot!(),
+            " + $5 - 1) / $5) ELSE 0 END)"
+        )
+    };
+}
+
+/// One statement: the row is created on first use, else locked and moved past the granted
+/// slots, so two instances reserving at once are serialised by the row lock and never get the
+/// same slot.
+const RESERVE_SLOTS: &str = concat!(
+    "INSERT INTO dial_rate AS dial_rate (account, next_us, hold_us, first_us, granted, seq) \
+     VALUES ($1, $2 + LEAST($3, ($4 + $5 - 1) / $5) * $5, 0, $2, LEAST($3, ($4 + $5 - 1) / $5), 1) \
+     ON CONFLICT (account) DO UPDATE SET first_us = ",
+    first_slot!(),
+    ", granted = ",
+    slot_count!(),
+    ", next_us = CASE WHEN ",
+    slot_count!(),
+    " > 0 THEN ",
+    first_slot!(),
+    " + ",
+    slot_count!(),
+    " * $5 ELSE dial_rate.next_us END, seq = dial_rate.seq + CASE WHEN ",
+    slot_count!(),
+    " > 0 THEN 1 ELSE 0 END RETURNING first_us, granted, seq"
+);
+
+#[async_trait]
+impl RateBucket for PostgresStore {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn reserve(&self, key: &str, r: &SlotRequest) -> BucketResult<Slots> {
+        let (first, count, seq): (i64, i64, i64) = sqlx::query_as(RESERVE_SLOTS)
+            .bind(key)
+            .bind(r.now)
+            .bind(r.want as i64)
+            .bind(r.horizon)
+            .bind(r.interval)
+            .bind(super::bucket::MAX_AHEAD)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Slots {
+            first,
+            count: count.max(0) as u32,
+            seq,
+        })
+    }
+
+    async fn give_back(
+        &self,
+        key: &str,
+        slots: &Slots,
+        unused: u32,
+        interval: i64,
+    ) -> BucketResult<bool> {
+        if unused == 0 || slots.count == 0 {
+            return Ok(false);
+        }
+        let done = sqlx::query(
+            "UPDATE dial_rate SET next_us = next_us - $3 * $4 WHERE account = $1 AND seq = $2",
+        )
+        .bind(key)
+        .bind(slots.seq)
+        .bind(unused.min(slots.count) as i64)
+        .bind(interval)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn hold(&self, key: &str, until: i64) -> BucketResult<()> {
+        sqlx::query(
+            "INSERT INTO dial_rate (account, next_us, hold_us) VALUES ($1, 0, $2) \
+             ON CONFLICT (account) DO UPDATE \
+             SET hold_us = GREATEST(dial_rate.hold_us, EXCLUDED.hold_us)",
+        )
+        .bind(key)
+        .bind(until)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn held_until(&self, key: &str) -> BucketResult<i64> {
+        let hold: Option<i64> =
+            sqlx::query_scalar("SELECT hold_us FROM dial_rate WHERE account = $1")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(hold.unwrap_or(0))
+    }
+}
 
 struct PostgresImporter {
     tx: Transaction<'static, Postgres>,

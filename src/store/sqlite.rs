@@ -52,6 +52,10 @@ impl SqliteStore {
 impl_store!(SqliteStore, Sqlite, super::Backend::Sqlite,
     claim_begin: "BEGIN IMMEDIATE", claim_lock: "", skip_locked: "",
     {
+    async fn missing_migrations(&self) -> StoreResult<Vec<i64>> {
+        super::missing_migrations(&MIGRATOR, &self.pool).await
+    }
+
     async fn begin_import(&self, campaign_id: i64) -> StoreResult<Box<dyn LeadImporter>> {
         let mut conn = self.pool.acquire().await?;
         // The connection ends with the import, however it ends: its setting below goes with it,

@@ -13,7 +13,10 @@ use crate::helpers::{
     Backend, TestApp, error_code, redis_url, serve_state, skip_or_fail, spawn_app_with,
 };
 
-crate::on_both_backends!(health_reports_the_database);
+crate::on_both_backends!(
+    health_reports_the_database,
+    readyz_checks_the_database_and_every_migration
+);
 
 async fn health_reports_the_database(app: TestApp) {
     let res = app.get("/health").await;
@@ -146,4 +149,82 @@ async fn shutdown_stops_the_server() {
         "server stopped cleanly: {result:?}"
     );
     assert!(reqwest::get(&health).await.is_err(), "no longer accepting");
+}
+
+async fn readyz_checks_the_database_and_every_migration(app: TestApp) {
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "ready", "{body}");
+    assert_eq!(body["migrations"]["status"], "ok", "{body}");
+    assert_eq!(body["redis"]["status"], "not_configured");
+    let live: Value = app.get_json("/livez").await;
+    assert_eq!(live["status"], "ok");
+}
+
+#[tokio::test]
+async fn readyz_is_503_when_a_migration_is_missing_or_redis_is_down_and_livez_stays_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("r.db").display());
+    let mut state = AppState::build(Settings::for_database(&url)).await.unwrap();
+    // The schema this binary expects is not all there (an instance started before migrating).
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    state.sessions = Arc::new(DownSessions);
+    let app = serve_state(state, Some(dir)).await;
+    let res = app.get("/readyz").await;
+    assert_eq!(res.status(), 503);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["migrations"]["status"], "missing", "{body}");
+    assert_eq!(body["migrations"]["missing"].as_array().unwrap().len(), 1);
+    assert_eq!(body["redis"]["status"], "down", "{body}");
+    assert_eq!(app.get("/livez").await.status(), 200);
+}
+
+#[tokio::test]
+async fn with_the_database_gone_only_livez_answers_200() {
+    let Some(url) = crate::helpers::fresh_postgres_url().await else {
+        return;
+    };
+    let app = crate::helpers::spawn_app_at(&url, None, |_| {}).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    let name = url.rsplit('/').next().unwrap().to_string();
+    let mut admin =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&crate::helpers::postgres_admin_url())
+            .await
+            .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(app.get("/readyz").await.status(), 503);
+    assert_eq!(app.get("/health").await.status(), 503);
+    assert_eq!(
+        app.get("/livez").await.status(),
+        200,
+        "liveness never asks the database"
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_503_once_shutdown_begins() {
+    let app = spawn_app_with(Backend::Sqlite, |_| {}).await.unwrap();
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    app.state.shutdown.cancel();
+    // The listener may already refuse new connections; if it answers, it says draining.
+    if let Ok(res) = app.client.get(app.url("/readyz")).send().await {
+        assert_eq!(res.status(), 503);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["status"], "draining");
+    }
 }

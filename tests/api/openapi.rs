@@ -20,7 +20,8 @@ use crate::route_scan::source_routes;
 const API_KEY: &str = "openapi-test-key";
 const ERROR_BODY: &str = "#/components/schemas/ErrorBody";
 /// Error statuses whose body is not `ErrorBody`, on purpose.
-const NOT_ERROR_BODY: &[(&str, &str, &str)] = &[("GET", "/health", "503")];
+const NOT_ERROR_BODY: &[(&str, &str, &str)] =
+    &[("GET", "/health", "503"), ("GET", "/readyz", "503")];
 
 async fn app() -> TestApp {
     spawn_app_with(Backend::Sqlite, |s| s.api_key = Some(Secret::new(API_KEY)))

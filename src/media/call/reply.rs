@@ -22,11 +22,15 @@ impl Call {
             return;
         };
         turn.latency.stt_ms = stt_ms;
-        turn.llm = Some(self.ask_model());
         turn.latency.llm_started = Some(Instant::now());
         self.agent = Some(turn);
+        let stream = self.ask_model();
+        if let Some(t) = self.agent.as_mut() {
+            t.llm = Some(stream);
+        }
     }
 
+    /// Asks the model for the current turn's reply (its request traced inside the turn).
     fn ask_model(&self) -> ChatStream {
         let request = ChatRequest {
             messages: self.history.clone(),
@@ -36,7 +40,11 @@ impl Call {
             response_format: None,
         };
         let deadline = Instant::now() + self.tuning.first_token_deadline;
-        self.llm.stream_reply(&request, deadline)
+        let span = self
+            .agent
+            .as_ref()
+            .map_or_else(tracing::Span::current, |t| t.span.clone());
+        span.in_scope(|| self.llm.stream_reply(&request, deadline))
     }
 
     pub(super) async fn on_llm(&mut self, ev: Option<Result<LlmEvent, LlmError>>) {

@@ -105,6 +105,9 @@ pub(super) struct AgentTurn {
     pub last_audio_at: Option<Instant>,
     pub latency: Latency,
     pub started_ms: i64,
+    /// The turn's trace span (a child of the call's): its model requests are children of it,
+    /// and it records the turn's latencies when the turn ends.
+    pub span: tracing::Span,
 }
 
 impl AgentTurn {
@@ -130,7 +133,19 @@ impl Call {
                 .get_or_insert(Ending::ProviderFailed(format!("text-to-speech: {e}")));
             return None;
         }
+        let span = tracing::info_span!(
+            "turn",
+            seq,
+            call_id = self.setup.call_id,
+            campaign_id = self.setup.campaign.id,
+            interrupted = tracing::field::Empty,
+            stt_ms = tracing::field::Empty,
+            llm_first_token_ms = tracing::field::Empty,
+            tts_first_byte_ms = tracing::field::Empty,
+            voice_to_voice_ms = tracing::field::Empty,
+        );
         Some(AgentTurn {
+            span,
             seq,
             tts_turn,
             llm: None,
@@ -431,6 +446,17 @@ impl Call {
         observe_ms(&m.tts_first_byte, ms(l.tts_first));
         observe_ms(&m.voice_to_voice, v2v);
         observe_ms(&m.added, added);
+        turn.span.record("interrupted", interrupted);
+        for (field, value) in [
+            ("stt_ms", l.stt_ms),
+            ("llm_first_token_ms", ms(l.llm_ttft)),
+            ("tts_first_byte_ms", ms(l.tts_first)),
+            ("voice_to_voice_ms", v2v),
+        ] {
+            if let Some(v) = value {
+                turn.span.record(field, v);
+            }
+        }
         self.writer.send(Write::Turn(TranscriptTurn {
             call_id: self.setup.call_id,
             seq: turn.seq,

@@ -227,11 +227,7 @@ async fn open_socket(config: &ElevenLabsConfig) -> Result<Socket, ElevenLabsErro
     request.headers_mut().insert("xi-api-key", key);
     match tokio::time::timeout(
         config.connect_timeout,
-        tokio_tungstenite::connect_async_with_config(
-            request,
-            Some(crate::providers::ws_config()),
-            true,
-        ),
+        crate::providers::ws_connect(request),
     )
     .await
     {

@@ -133,26 +133,32 @@ impl OpenAiClient {
             }
         };
         let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let result = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => Err(LlmError::Cancelled),
-                r = inner.stream(body, started, deadline, &tx) => r,
-            };
-            if let Err(e) = result {
-                if !matches!(e, LlmError::Cancelled) {
-                    tracing::warn!(error = %e, model = %inner.model, "LLM stream failed");
+        // A child of the caller's span (the call's turn): the spawned task would have none.
+        let span = tracing::info_span!("llm.stream_chat", model = %inner.model);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let started = Instant::now();
+                let result = tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => Err(LlmError::Cancelled),
+                    r = inner.stream(body, started, deadline, &tx) => r,
+                };
+                if let Err(e) = result {
+                    if !matches!(e, LlmError::Cancelled) {
+                        tracing::warn!(error = %e, model = %inner.model, "LLM stream failed");
+                    }
+                    let _ = tx.send(Err(e)).await;
                 }
-                let _ = tx.send(Err(e)).await;
-            }
-        });
+            },
+            span,
+        ));
         stream
     }
 
     /// One non-streamed completion whose content is parsed as JSON: for structured extraction
     /// (`response_format` `json_schema`) after a call. Retries like `stream_chat`; the whole
     /// exchange must finish before `deadline`.
+    #[tracing::instrument(name = "llm.complete_json", skip_all, fields(model = %self.inner.model))]
     pub async fn complete_json(
         &self,
         request: &ChatRequest,
